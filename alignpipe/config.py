@@ -1,0 +1,227 @@
+"""Pipeline configuration: frozen pydantic models loaded from YAML plus `a.b=value` overrides.
+
+One model tree is the YAML schema, the CLI's override grammar and the Prefect flow's parameter
+schema. Unknown keys are rejected with their full dotted path, before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from alignpipe.data.world import FAMILIES, PROBE_FAMILIES
+
+
+class ConfigError(ValueError):
+    """A user-fixable configuration problem; the message names the key and the file."""
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Resources(Frozen):
+    """Ray resource request for one stage's task."""
+
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+
+
+class ModelConfig(Frozen):
+    """The starting model: a built-in name (`smollm2-135m-instruct`, `tiny`), a hub id or a local directory."""
+
+    name: str = "smollm2-135m-instruct"
+    max_length: int = Field(256, gt=8, description="token budget for prompt + response; longer examples are truncated and counted")
+
+
+class WorldConfig(Frozen):
+    """Sizes and knobs of the built-in task world (alignpipe.data.world)."""
+
+    seed: int = 0
+    n_sft: int = Field(256, ge=1)
+    n_pairs: int = Field(256, ge=2)
+    n_eval_prompts: int = Field(40, ge=1)
+    n_probes: int = Field(100, ge=1)
+    length_bias: float = Field(0.0, ge=0.0, le=1.0, description="annotator's probability of preferring the longer response")
+    families: tuple[str, ...] = FAMILIES
+    probe_families: tuple[str, ...] = PROBE_FAMILIES
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_subset(v, FAMILIES, "families")
+
+    @field_validator("probe_families")
+    @classmethod
+    def _known_probe_families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_subset(v, PROBE_FAMILIES, "probe families")
+
+
+def _check_subset(values: tuple[str, ...], known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    unknown = [v for v in values if v not in known]
+    if unknown or not values:
+        raise ValueError(f"unknown {what} {unknown} (known: {list(known)})")
+    return values
+
+
+class DataSource(Frozen):
+    """External data: an HF dataset by hub name, or a local .json/.jsonl/.parquet file.
+
+    `columns` maps the field the stage needs to the source's column name, e.g.
+    `{prompt: question, response: answer}` for SFT or `{prompt: x, chosen: a, rejected: b}` for pairs.
+    """
+
+    path: str
+    split: str = "train"
+    columns: dict[str, str] = Field(default_factory=dict)
+    limit: int | None = Field(None, ge=1)
+
+
+class DataConfig(Frozen):
+    """Where each stage's data comes from; `None` means the built-in world."""
+
+    world: WorldConfig = WorldConfig()
+    sft: DataSource | None = None
+    preferences: DataSource | None = None
+    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of preference pairs held out for RM accuracy")
+
+
+class OptimConfig(Frozen):
+    """AdamW with linear warm-up then cosine decay, as §1 of ALGORITHMS.md."""
+
+    lr: float = Field(1e-5, gt=0)
+    steps: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class SFTConfig(Frozen):
+    optim: OptimConfig = OptimConfig()
+    resources: Resources = Resources(num_cpus=2)
+
+
+class RewardModelConfig(Frozen):
+    """Bradley–Terry reward model on the policy backbone (§2)."""
+
+    optim: OptimConfig = OptimConfig(lr=2e-5)
+    margin: float = 0.0
+    center_coef: float = Field(0.01, ge=0, description="reward centring c·(r_c + r_r)²")
+    init: Literal["base", "sft"] = "sft"
+    resources: Resources = Resources(num_cpus=2)
+
+
+class RLHFConfig(Frozen):
+    """Preference alignment. Only DPO so far; PPO and RSF are issue #3."""
+
+    method: Literal["dpo"] = "dpo"
+    beta: float = Field(0.1, gt=0)
+    optim: OptimConfig = OptimConfig(lr=5e-6)
+    resources: Resources = Resources(num_cpus=2)
+
+
+class AveragingConfig(Frozen):
+    """Model averaging θ = α·θ_sft + (1−α)·θ_rlhf (α = weight on the SFT model, §4)."""
+
+    alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    resources: Resources = Resources(num_cpus=1)
+
+    @field_validator("alphas")
+    @classmethod
+    def _in_unit_interval(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [a for a in v if not 0.0 <= a <= 1.0]
+        if bad or not v:
+            raise ValueError(f"every alpha must lie in [0, 1]; got {bad or 'none'}")
+        return tuple(sorted(set(v)))
+
+
+class EvaluationConfig(Frozen):
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding (lowest-variance comparison)")
+    batch_size: int = Field(16, ge=1)
+    resources: Resources = Resources(num_cpus=2)
+
+
+class RayConfig(Frozen):
+    """`address: null` starts a local Ray (or uses RAY_ADDRESS when set)."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray instance (default: all)")
+
+
+class TrackingConfig(Frozen):
+    """MLflow: MLFLOW_TRACKING_URI wins, then `uri`, then sqlite under the artifacts dir."""
+
+    uri: str | None = None
+    experiment: str = "alignpipe"
+
+
+class PipelineConfig(Frozen):
+    name: str = "quickstart"
+    seed: int = 0
+    artifacts_dir: str = "artifacts"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    sft: SFTConfig = SFTConfig()
+    reward_model: RewardModelConfig = RewardModelConfig()
+    rlhf: RLHFConfig = RLHFConfig()
+    averaging: AveragingConfig = AveragingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
+    """Read a YAML config (or the defaults), apply `a.b=value` overrides, validate.
+
+    Raises ConfigError naming the full key path (and the file) on an unknown key or a bad value.
+    """
+    source = str(path) if path else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: top level must be a mapping, got {type(raw).__name__}")
+    for item in overrides:
+        apply_override(raw, item)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set `a.b.c=value` in the nested dict `raw`; the value is parsed as YAML (`3`, `true`, `[0, 1]`)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form key.path=value")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{key}'")
+        else:
+            lines.append(f"bad value for config key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return f"{source}: " + "; ".join(lines)

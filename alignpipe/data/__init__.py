@@ -1,0 +1,1 @@
+"""Data: the built-in task world, external sources with column mapping, Parquet snapshots, chat encoding."""

@@ -1,0 +1,67 @@
+"""Chat-template rendering and tokenisation of (prompt, response) examples.
+
+The prompt is rendered with the tokenizer's chat template (generation prompt included); the
+response is tokenised separately and followed by the EOS token, so the boundary between prompt and
+response never depends on how the template's text happens to merge into tokens. Labels are -100
+on prompt tokens (response-only loss, ALGORITHMS §1). Training and generation use the same
+rendering, so a model is sampled exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+IGNORE = -100
+# Used only when a tokenizer has no chat template (base models): a plain two-turn format.
+_FALLBACK = "User: {prompt}\nAssistant: "
+
+
+def render_prompt(tokenizer, prompt: str) -> str:
+    """The text a model sees before its response: the chat template with the generation prompt."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return _FALLBACK.format(prompt=prompt)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenised example: input_ids and labels are the same length; `truncated` counts cuts."""
+
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+def encode(tokenizer, prompt: str, response: str, max_length: int) -> Encoded:
+    """Tokenise prompt (template) + response + EOS; labels mask the prompt.
+
+    Over-long examples are truncated, never dropped (§2): the prompt loses tokens from its left
+    (keeping the instruction's end and the generation prompt), then the response from its right.
+    """
+    p = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    truncated = len(p) + len(r) > max_length
+    if truncated:
+        keep_prompt = max(max_length // 2, max_length - len(r))
+        p = p[-keep_prompt:]
+        r = r[: max_length - len(p)]
+    return Encoded(p + r, [IGNORE] * len(p) + r, truncated)
+
+
+def collate(examples: list[Encoded], pad_id: int) -> dict[str, Tensor]:
+    """Right-pad a batch. -> input_ids, labels, attention_mask, each (b, t_max)."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}

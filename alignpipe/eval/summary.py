@@ -1,0 +1,42 @@
+"""The evaluation table (a row per model, a column per metric) and the reward-vs-tax plots.
+
+Alignment tax = drop in knowledge-probe accuracy versus the SFT model (a fraction: 0.06 = 6 points). The
+base model's probe accuracy, per family and against chance, is kept in the table so a reader can
+see the tax is measured on an ability the model really had.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from alignpipe.eval.metrics import alignment_tax, pareto_front
+from alignpipe.eval.report import plot_reward_vs_tax
+from alignpipe.store import StageResult
+
+
+def build_table(entries: list[dict]) -> pd.DataFrame:
+    """entries: {"model": name, "alpha": float | None, "path": str, **metrics} -> table with alignment_tax and pareto flags."""
+    table = pd.DataFrame(entries)
+    table["alpha"] = table["alpha"].astype(float)
+    ref = table.loc[table["model"] == "sft", "probe_accuracy"]
+    if ref.empty:
+        raise ValueError("the evaluation table needs an 'sft' row: the tax is measured against it")
+    table["alignment_tax"] = [alignment_tax(a, float(ref.iloc[0])) for a in table["probe_accuracy"]]
+    front = pareto_front(table["gold_score"].tolist(), table["alignment_tax"].tolist())
+    table["on_pareto_front"] = [i in front for i in range(len(table))]
+    return table
+
+
+def run(entries: list[dict], out_dir: Path) -> StageResult:
+    """Write evaluation.parquet and the reward-vs-tax plots (gold reward and RM reward)."""
+    table = build_table(entries)
+    table.to_parquet(out_dir / "evaluation.parquet", index=False)
+    plot_reward_vs_tax(table, out_dir / "reward_vs_tax.png", reward_col="gold_score")
+    plot_reward_vs_tax(table, out_dir / "rm_reward_vs_tax.png", reward_col="rm_score")
+    metrics = {}
+    for _, row in table.iterrows():
+        for col in ("gold_score", "rm_score", "probe_accuracy", "alignment_tax", "response_length"):
+            metrics[f"{row['model']}/{col}"] = float(row[col])
+    return StageResult(metrics=metrics)

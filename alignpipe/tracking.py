@@ -1,0 +1,217 @@
+"""MLflow tracking: one parent run per pipeline run, one nested child run per stage.
+
+The only library module that talks to MLflow, and it imports mlflow lazily so the pure and
+training modules stay importable (and testable) without it. Training loops see only the
+MetricLogger protocol; tests pass NullLogger.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from alignpipe.store import ArtifactRef, StageDir, StageResult, code_version, fingerprint
+
+_MAX_LOGGED_FILE = 20 * 2**20  # files above this (checkpoints) are recorded by path, not uploaded
+_SECRET_WORDS = ("token", "secret", "password", "api_key")
+
+
+class MetricLogger(Protocol):
+    def log(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+
+class NullLogger:
+    """Drops every metric: the null object for tests and library use outside a pipeline."""
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+
+class MLflowLogger:
+    """Per-step metrics to one MLflow run, batched, with a one-line progress print (step, rate, ETA)."""
+
+    def __init__(self, client, run_id: str, stage: str, total_steps: int | None = None):
+        self.client, self.run_id, self.stage = client, run_id, stage
+        self.total_steps, self._buffer, self._t0 = total_steps, [], time.time()
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if len(self._buffer) >= 200:
+            self.flush()
+        rate = (step + 1) / max(time.time() - self._t0, 1e-9)
+        shown = " ".join(f"{k}={float(v):.4g}" for k, v in list(metrics.items())[:4])
+        print(f"[{self.stage}] step {step} {shown} ({rate:.2f} steps/s)", file=sys.stderr, flush=True)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.client.log_batch(self.run_id, metrics=self._buffer)
+            self._buffer = []
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage task needs to record itself under the pipeline's parent run."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    artifacts_dir: str
+    seed: int
+    git_sha: str
+    code_version: str
+
+
+def resolve_tracking_uri(uri: str | None, artifacts_dir: str | Path) -> str:
+    """MLFLOW_TRACKING_URI, else the configured URI, else sqlite under the artifacts dir."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    if uri:
+        return uri
+    db = Path(artifacts_dir).resolve() / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def git_sha() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"a": {"b": 1}} -> {"a.b": "1"}; secrets (keys naming a token/password) are never returned."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if any(w in k.lower() for w in _SECRET_WORDS):
+            continue
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:6000]
+    return out
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def start_pipeline_run(cfg: BaseModel, config_text: str, run_name: str, experiment: str,
+                       uri: str | None, artifacts_dir: str, seed: int) -> RunContext:
+    """Create (or reuse) the experiment and open the parent run with the whole config as params."""
+    tracking_uri = resolve_tracking_uri(uri, artifacts_dir)
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        location = (Path(artifacts_dir).resolve() / "mlflow-artifacts").as_uri() if tracking_uri.startswith("sqlite") else None
+        exp_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    ctx = RunContext(tracking_uri, exp_id, "", str(Path(artifacts_dir).resolve()), seed, git_sha(), code_version())
+    run = client.create_run(exp_id, run_name=run_name, tags=_tags(ctx, "pipeline"))
+    _log_params(client, run.info.run_id, flatten(cfg.model_dump(mode="json")))
+    client.log_text(run.info.run_id, config_text, "config.yaml")
+    return RunContext(**{**ctx.__dict__, "parent_run_id": run.info.run_id})
+
+
+def end_pipeline_run(ctx: RunContext, ok: bool, metrics: Mapping[str, float] | None = None) -> None:
+    client = _client(ctx.tracking_uri)
+    if metrics:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        client.log_batch(ctx.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    client.set_terminated(ctx.parent_run_id, "FINISHED" if ok else "FAILED")
+
+
+def log_artifact(ctx: RunContext, path: str | Path, run_id: str | None = None) -> None:
+    _client(ctx.tracking_uri).log_artifact(run_id or ctx.parent_run_id, str(path))
+
+
+def _tags(ctx: RunContext, stage: str) -> dict[str, str]:
+    tags = {"alignpipe.stage": stage, "alignpipe.git_sha": ctx.git_sha, "alignpipe.seed": str(ctx.seed),
+            "alignpipe.code_version": ctx.code_version, "mlflow.source.git.commit": ctx.git_sha.split("-")[0]}
+    if ctx.parent_run_id:
+        tags["mlflow.parentRunId"] = ctx.parent_run_id
+    return tags
+
+
+def _log_params(client, run_id: str, params: Mapping[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def run_stage(ctx: RunContext, stage: str, cfg: BaseModel | Mapping[str, Any], inputs: Mapping[str, ArtifactRef],
+              body: Callable[[Path, MetricLogger], StageResult], *, total_steps: int | None = None) -> ArtifactRef:
+    """Run `body(out_dir, logger)` as the stage's child run, or reuse its finished output.
+
+    Records the stage config as params, input fingerprints and data hashes, per-step metrics,
+    final metrics, small output files as MLflow artifacts and the output directory's path.
+    """
+    cfg_dict = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else dict(cfg)
+    fp = fingerprint({"stage": stage, "config": cfg_dict, "inputs": {k: r.fingerprint for k, r in inputs.items()},
+                      "seed": ctx.seed, "code": ctx.code_version})
+    sd = StageDir(ctx.artifacts_dir, stage, fp)
+    client = _client(ctx.tracking_uri)
+    run_id = client.create_run(ctx.experiment_id, run_name=stage, tags={**_tags(ctx, stage), "alignpipe.fingerprint": fp,
+                                                                        "alignpipe.cached": str(sd.complete).lower()}).info.run_id
+    params = {**flatten(cfg_dict), **{f"input.{k}": r.fingerprint[:16] for k, r in inputs.items()}}
+    for name, ref in inputs.items():
+        params.update({f"data.{name}.{f}": h for f, h in ref.manifest().get("data", {}).items()})
+    _log_params(client, run_id, params)
+    try:
+        ref = sd.ref() if sd.complete else _execute(sd, client, run_id, stage, body, total_steps)
+        _record_outputs(client, run_id, ref)
+    except BaseException:
+        client.set_tag(run_id, "alignpipe.error", traceback.format_exc()[-4000:])
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return ref
+
+
+def _execute(sd: StageDir, client, run_id: str, stage: str, body, total_steps) -> ArtifactRef:
+    tmp = sd.begin()
+    logger = MLflowLogger(client, run_id, stage, total_steps)
+    t0 = time.time()
+    result = body(tmp, logger)
+    logger.flush()
+    result.metrics.setdefault("wall_time_s", time.time() - t0)
+    return sd.publish(tmp, result, {"mlflow_run_id": run_id})
+
+
+def _record_outputs(client, run_id: str, ref: ArtifactRef) -> None:
+    """Final metrics and data hashes from the manifest (so a cached stage reports the same numbers)."""
+    from mlflow.entities import Metric
+
+    manifest = ref.manifest()
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, 0) for k, v in manifest.get("metrics", {}).items()]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+    _log_params(client, run_id, {f"output.data.{f}": h for f, h in manifest.get("data", {}).items()})
+    client.set_tag(run_id, "alignpipe.output_dir", ref.path)
+    for p in sorted(Path(ref.path).rglob("*")):
+        if p.is_file() and p.stat().st_size <= _MAX_LOGGED_FILE and p.suffix not in (".safetensors", ".bin", ".pt"):
+            rel = p.parent.relative_to(ref.path)
+            client.log_artifact(run_id, str(p), None if str(rel) == "." else str(rel))

@@ -1,0 +1,1 @@
+"""Prefect flows: sequencing and fan-out only."""

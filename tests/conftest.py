@@ -1,0 +1,32 @@
+"""Shared fixtures. Everything runs offline: HF_HUB_OFFLINE is forced before transformers loads."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+# Built models (the SmolLM2 conversion, the tiny Llama) are cached once per checkout, like the pipeline does.
+MODEL_CACHE = REPO / "artifacts" / "models"
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = os.environ.get("ALIGNPIPE_SLOW") == "1"
+    for item in items:
+        if "slow" in item.keywords and not slow:
+            item.add_marker(pytest.mark.skip(reason="slow: set ALIGNPIPE_SLOW=1"))
+        if "gpu" in item.keywords:
+            import torch
+
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    from alignpipe.models import resolve_model
+
+    return resolve_model("tiny", MODEL_CACHE)

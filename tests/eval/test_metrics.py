@@ -1,0 +1,71 @@
+"""Tests for alignpipe.eval.metrics: hand-computed expectations, and its purity."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from alignpipe.eval.metrics import accuracy, alignment_tax, mean_and_stderr, pareto_front, per_group_accuracy
+
+
+def test_alignment_tax_is_reference_minus_accuracy():
+    assert alignment_tax(0.55, 0.60) == pytest.approx(0.05)  # ability lost: positive
+    assert alignment_tax(0.65, 0.60) == pytest.approx(-0.05)  # ability gained: negative
+    assert alignment_tax(0.6, 0.6) == 0.0
+
+
+def test_accuracy_hand_example():
+    assert accuracy([0, 1, 2, 3], [0, 1, 0, 0]) == 0.5
+    assert accuracy([1], [1]) == 1.0
+
+
+@pytest.mark.parametrize("preds, answers", [([0, 1], [0]), ([], [])])
+def test_accuracy_rejects_mismatch_and_empty(preds, answers):
+    with pytest.raises(ValueError):
+        accuracy(preds, answers)
+
+
+def test_per_group_accuracy_hand_example():
+    preds = [0, 1, 1, 2, 0]
+    answers = [0, 0, 1, 2, 1]
+    groups = ["capitals", "capitals", "plurals", "plurals", "weekdays"]
+    assert per_group_accuracy(preds, answers, groups) == {"capitals": 0.5, "plurals": 1.0, "weekdays": 0.0}
+    with pytest.raises(ValueError):
+        per_group_accuracy(preds, answers, groups[:-1])
+
+
+def test_pareto_front_hand_example():
+    # point: (reward, tax)
+    rewards = [0.5, 0.7, 0.6, 0.9, 0.7, 0.4]
+    taxes = [0.00, 0.02, 0.05, 0.10, 0.03, 0.00]
+    # 2 is dominated by 1 (lower reward, higher tax); 4 by 1 (same reward, higher tax);
+    # 5 by 0 (same tax, lower reward). Front sorted by tax: 0, 1, 3.
+    assert pareto_front(rewards, taxes) == [0, 1, 3]
+
+
+def test_pareto_front_keeps_duplicates_and_single_point():
+    assert pareto_front([0.5, 0.5], [0.1, 0.1]) == [0, 1]
+    assert pareto_front([0.3], [0.2]) == [0]
+    assert pareto_front([], []) == []
+    with pytest.raises(ValueError):
+        pareto_front([0.1], [])
+
+
+def test_mean_and_stderr_hand_example():
+    mean, se = mean_and_stderr([1.0, 2.0, 3.0, 4.0])
+    # sample variance = (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3; se = sqrt(5/3) / 2
+    assert mean == 2.5
+    assert se == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert mean_and_stderr([7.0]) == (7.0, 0.0)
+    with pytest.raises(ValueError):
+        mean_and_stderr([])
+
+
+def test_metrics_module_is_pure():
+    code = (
+        "import sys, alignpipe.eval.metrics\n"
+        "bad = [m for m in ('torch', 'pandas', 'transformers', 'prefect', 'ray', 'mlflow') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
