@@ -212,6 +212,11 @@ def _record_outputs(client, run_id: str, ref: ArtifactRef) -> None:
     _log_params(client, run_id, {f"output.data.{f}": h for f, h in manifest.get("data", {}).items()})
     client.set_tag(run_id, "alignpipe.output_dir", ref.path)
     for p in sorted(Path(ref.path).rglob("*")):
-        if p.is_file() and p.stat().st_size <= _MAX_LOGGED_FILE and p.suffix not in (".safetensors", ".bin", ".pt"):
+        if p.is_file() and p.stat().st_size <= _MAX_LOGGED_FILE and not _in_checkpoint(p):
             rel = p.parent.relative_to(ref.path)
             client.log_artifact(run_id, str(p), None if str(rel) == "." else str(rel))
+
+
+def _in_checkpoint(p: Path) -> bool:
+    """Files of a model directory (weights, tokenizer) are recorded by path; its config.json is logged."""
+    return p.name != "config.json" and any(p.parent.glob("*.safetensors"))

@@ -24,7 +24,7 @@ def model_task(ctx: RunContext, cfg: ModelConfig) -> ArtifactRef:
                 os.link(f, out / "model" / f.name)
             except OSError:
                 (out / "model" / f.name).write_bytes(f.read_bytes())
-        return StageResult(metrics={"parameters_mb": sum(f.stat().st_size for f in source.iterdir()) / 2**20},
+        return StageResult(metrics={"checkpoint_mb": sum(f.stat().st_size for f in source.iterdir()) / 2**20},
                            data={"model": digest})
 
     return run_stage(ctx, "model", {**cfg.model_dump(), "source": str(source), "digest": digest}, {}, body)

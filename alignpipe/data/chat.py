@@ -53,8 +53,8 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> Encoded:
     return Encoded(p + r, [IGNORE] * len(p) + r, truncated)
 
 
-def collate(examples: list[Encoded], pad_id: int) -> dict[str, Tensor]:
-    """Right-pad a batch. -> input_ids, labels, attention_mask, each (b, t_max)."""
+def collate(examples: list[Encoded], pad_id: int, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Right-pad a batch onto `device`. -> input_ids, labels, attention_mask, each (b, t_max)."""
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -64,4 +64,4 @@ def collate(examples: list[Encoded], pad_id: int) -> dict[str, Tensor]:
         ids[i, :n] = torch.tensor(e.input_ids)
         labels[i, :n] = torch.tensor(e.labels)
         mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}

@@ -47,6 +47,7 @@ def run(model_dir: Path, rm_dir: Path, prompts: list[dict], probes: list[dict], 
         "rm_score_normalised": (_mean(rewards) - rm.mean) / rm.std,
         "response_length": _mean([len(r) for r in responses]),
         "probe_accuracy": accuracy(predicted, answers),
+        "probe_chance": _mean([1 / len(p["options"]) for p in probes]),  # the floor the base model must beat
     }
     metrics |= {f"probe_accuracy/{k}": v for k, v in per_group_accuracy(predicted, answers, [p["family"] for p in probes]).items()}
     for fam in sorted({p["family"] for p in prompts}):

@@ -1,6 +1,12 @@
 """Model resolution and loading: built-ins (`smollm2-135m-instruct`, `tiny`), hub ids, local directories."""
 
-from alignpipe.models.loading import ModelNotFoundError, load_policy, load_tokenizer, resolve_model
+from alignpipe.models.loading import (
+    ModelNotFoundError,
+    default_device,
+    load_policy,
+    load_tokenizer,
+    resolve_model,
+)
 from alignpipe.models.reward import RewardModel
 
-__all__ = ["ModelNotFoundError", "RewardModel", "load_policy", "load_tokenizer", "resolve_model"]
+__all__ = ["ModelNotFoundError", "RewardModel", "default_device", "load_policy", "load_tokenizer", "resolve_model"]

@@ -129,11 +129,18 @@ def load_tokenizer(model_dir: str | Path):
     return tok
 
 
-def load_policy(model_dir: str | Path, dtype: str = "float32"):
-    """(causal LM in eval mode, tokenizer) from a local directory; safetensors only."""
+def default_device() -> str:
+    """The GPU when the stage was granted one (Ray sets CUDA_VISIBLE_DEVICES per task), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_policy(model_dir: str | Path, dtype: str = "float32", device: str | None = None):
+    """(causal LM in eval mode on `device`, tokenizer) from a local directory; safetensors only."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), use_safetensors=True)
-    model.eval()
+    model.to(device or default_device()).eval()
     return model, load_tokenizer(model_dir)

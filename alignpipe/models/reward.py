@@ -35,12 +35,19 @@ class RewardModel(nn.Module):
         pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
         return self.head(pooled.float()).squeeze(-1)
 
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
     @classmethod
-    def from_pretrained_backbone(cls, model_dir: str | Path) -> RewardModel:
-        """Fresh head on the backbone of a causal LM or reward-model directory."""
+    def from_pretrained_backbone(cls, model_dir: str | Path, device: str | None = None) -> RewardModel:
+        """Fresh head on the backbone of a causal LM or reward-model directory, on `device` (default: GPU if any)."""
         from transformers import AutoModel
 
-        return cls(AutoModel.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True))
+        from alignpipe.models.loading import default_device
+
+        backbone = AutoModel.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True)
+        return cls(backbone).to(device or default_device())
 
     def save(self, out_dir: str | Path) -> None:
         out = Path(out_dir)
@@ -51,7 +58,7 @@ class RewardModel(nn.Module):
     @classmethod
     def load(cls, model_dir: str | Path) -> RewardModel:
         model = cls.from_pretrained_backbone(model_dir)
-        model.head.load_state_dict(load_file(Path(model_dir) / HEAD_FILE))
+        model.head.load_state_dict(load_file(Path(model_dir) / HEAD_FILE, device=str(model.device)))
         stats = json.loads((Path(model_dir) / STATS_FILE).read_text())
         model.mean, model.std = stats["mean"], stats["std"]
         return model.eval()

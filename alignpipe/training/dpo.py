@@ -25,7 +25,7 @@ from alignpipe.training.reward_model import encode_pairs
 
 def pair_logps(model, pairs: list[tuple[Encoded, Encoded]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of chosen and rejected in one forward. -> ((b,), (b,))."""
-    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id)
+    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, model.device)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logps = sequence_logps(*shifted(logits, batch["labels"]))
     return logps[: len(pairs)], logps[len(pairs):]

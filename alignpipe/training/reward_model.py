@@ -27,7 +27,7 @@ def encode_pairs(tok, rows: list[dict], max_length: int) -> list[tuple[Encoded, 
 
 def pair_rewards(rm: RewardModel, pairs: list[tuple[Encoded, Encoded]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward over chosen + rejected. -> (chosen (b,), rejected (b,))."""
-    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id)
+    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, rm.device)
     rewards = rm(batch["input_ids"], batch["attention_mask"])
     return rewards[: len(pairs)], rewards[len(pairs):]
 
@@ -76,7 +76,7 @@ def run(cfg: RewardModelConfig, model_dir: Path, train: list[dict], heldout: lis
         "reward_mean": rm.mean, "reward_std": rm.std,
     }
     if heldout and "chosen_gold" in heldout[0]:  # built-in world: agreement with the gold preference
-        gold = torch.tensor([h["chosen_gold"] > h["rejected_gold"] for h in heldout])
+        gold = torch.tensor([h["chosen_gold"] > h["rejected_gold"] for h in heldout], device=c.device)
         metrics["heldout_gold_agreement"] = ((c > r) == gold).float().mean().item()
     rm.save(out_dir / "model")
     tok.save_pretrained(out_dir / "model")

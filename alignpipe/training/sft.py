@@ -30,7 +30,7 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     opt, sched = make_optimizer(model.parameters(), cfg.optim)
     t0, tokens, loss = time.time(), 0, torch.tensor(float("nan"))
     for step, idx in enumerate(batch_indices(len(examples), cfg.optim.batch_size, cfg.optim.steps, seed)):
-        batch = collate([examples[i] for i in idx], tok.pad_token_id)
+        batch = collate([examples[i] for i in idx], tok.pad_token_id, model.device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         lg, tg, mask = shifted(logits, batch["labels"])
         loss = -masked_mean(token_logps(lg, tg), mask)

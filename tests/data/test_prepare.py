@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from alignpipe.config import DataConfig, DataSource, WorldConfig
+from alignpipe.data.prepare import build_datasets, run, split_pairs
+from alignpipe.data.snapshot import content_hash, read_snapshot
+from alignpipe.data.sources import DataError
+
+
+def _small() -> DataConfig:
+    return DataConfig(world=WorldConfig(n_sft=20, n_pairs=30, n_eval_prompts=10, n_probes=12))
+
+
+def test_world_datasets_and_no_eval_leak():
+    d = build_datasets(_small(), seed=0)
+    assert len(d["sft"]) == 20 and len(d["pairs_train"]) + len(d["pairs_heldout"]) == 30
+    assert len(d["pairs_heldout"]) == 6  # 20 % of 30
+    assert len(d["eval_prompts"]) == 10 and len(d["probes"]) == 12
+    train_prompts = {r["prompt"] for r in d["sft"]} | {r["prompt"] for r in d["pairs_train"] + d["pairs_heldout"]}
+    assert not train_prompts & {r["prompt"] for r in d["eval_prompts"]}
+    assert d == build_datasets(_small(), seed=0)  # deterministic
+
+
+def test_split_pairs_is_seeded_and_refuses_one_pair():
+    rows = [{"i": i} for i in range(10)]
+    tr, held = split_pairs(rows, 0.3, seed=1)
+    assert len(held) == 3 and sorted(r["i"] for r in tr + held) == list(range(10))
+    assert split_pairs(rows, 0.3, seed=1) == (tr, held)
+    with pytest.raises(ValueError, match="at least 2"):
+        split_pairs(rows[:1], 0.5, seed=0)
+
+
+def test_run_snapshots_with_hashes(tmp_path):
+    result = run(_small(), 0, tmp_path)
+    assert set(result.data) == {f"{n}.parquet" for n in ("sft", "pairs_train", "pairs_heldout", "eval_prompts", "probes")}
+    for name, h in result.data.items():
+        assert content_hash(read_snapshot(tmp_path / name)) == h
+    assert result.metrics["rows_sft"] == 20
+
+
+def test_external_pairs_with_mapping_and_bad_row(tmp_path):
+    p = tmp_path / "pairs.jsonl"
+    rows = [{"q": f"question {i}", "good": "yes", "bad": "no"} for i in range(5)]
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    src = DataSource(path=str(p), columns={"prompt": "q", "chosen": "good", "rejected": "bad"})
+    d = build_datasets(DataConfig(world=_small().world, preferences=src), seed=0)
+    assert len(d["pairs_train"]) == 4 and set(d["pairs_train"][0]) == {"prompt", "chosen", "rejected"}
+    rows[3]["bad"] = ""
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(DataError, match=r"pairs.jsonl row 3: field 'rejected' \(column 'bad'\)"):
+        build_datasets(DataConfig(world=_small().world, preferences=src), seed=0)

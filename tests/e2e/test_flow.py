@@ -1,0 +1,78 @@
+"""The real pipeline on the tiny config: a Prefect flow run on a local Ray, tracked in MLflow sqlite,
+started through the CLI exactly as a user starts it."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+STAGES = {"model", "data", "sft", "reward_model", "rlhf_dpo", "averaging", "evaluate_base", "evaluate_sft",
+          "evaluate_dpo", "evaluate_alpha-0.5", "report"}
+
+
+def _run(artifacts) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_TRACKING", "RAY_ADDRESS"))}
+    env |= {"HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    cmd = [sys.executable, "-m", "alignpipe.cli", "run", "--config", "configs/pipeline/tiny.yaml", f"artifacts_dir={artifacts}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    _run(artifacts)
+    client = MlflowClient(f"sqlite:///{artifacts}/mlflow.db")
+    return artifacts, client, client.get_experiment_by_name("alignpipe").experiment_id
+
+
+def _children(client, exp, parent_id):
+    return client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+
+
+def test_parent_run_with_a_child_per_stage(first_run):
+    artifacts, client, exp = first_run
+    parents = client.search_runs([exp], "tags.`alignpipe.stage` = 'pipeline'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.data.params["model.name"] == "tiny" and parent.data.tags["alignpipe.seed"] == "0"
+    assert {"config.yaml", "evaluation.parquet", "reward_vs_tax.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = _children(client, exp, parent.info.run_id)
+    assert {c.info.run_name for c in children} == STAGES
+    assert all(c.info.status == "FINISHED" for c in children)
+    sft = next(c for c in children if c.info.run_name == "sft")
+    assert len(sft.data.params["data.data.sft.parquet"]) == 64  # the input data's content hash
+    assert len(client.get_metric_history(sft.info.run_id, "loss")) == 2  # per-step metrics
+    assert sft.data.tags["alignpipe.git_sha"] and sft.data.tags["alignpipe.output_dir"].startswith(str(artifacts))
+
+
+def test_evaluation_table_and_plot(first_run):
+    artifacts, client, exp = first_run
+    report = next(iter((artifacts / "stages" / "report").iterdir()))
+    table = pd.read_parquet(report / "evaluation.parquet").set_index("model")
+    assert set(table.index) == {"base", "sft", "dpo", "alpha-0.5"}
+    for col in ("gold_score", "rm_score", "probe_accuracy", "alignment_tax", "response_length"):
+        assert table[col].notna().all(), col
+    assert table.loc["sft", "alignment_tax"] == 0.0
+    assert table.loc["dpo", "alignment_tax"] == pytest.approx(table.loc["sft", "probe_accuracy"] - table.loc["dpo", "probe_accuracy"])
+    assert table.loc["alpha-0.5", "alpha"] == 0.5 and table.loc["sft", "alpha"] == 1.0
+    assert (report / "reward_vs_tax.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_reuses_every_finished_stage(first_run):
+    artifacts, client, exp = first_run
+    _run(artifacts)
+    parents = client.search_runs([exp], "tags.`alignpipe.stage` = 'pipeline'", order_by=["attributes.start_time DESC"])
+    children = _children(client, exp, parents[0].info.run_id)
+    assert {c.info.run_name for c in children} == STAGES
+    assert all(c.data.tags["alignpipe.cached"] == "true" for c in children)
+    first = {c.info.run_name: c.data.metrics for c in _children(client, exp, parents[1].info.run_id)}
+    for c in children:  # a cached child reports the stage's final metrics, identical to the first run's
+        assert c.data.metrics and all(first[c.info.run_name][k] == v for k, v in c.data.metrics.items()), c.info.run_name
