@@ -14,8 +14,10 @@ MODULES = sorted(
     ".".join(p.relative_to(REPO).with_suffix("").parts)
     for pkg in ("alignpipe", "tasks", "flows") for p in (REPO / pkg).rglob("*.py") if p.name != "__init__.py"
 )
-PURE = ["alignpipe.losses.logprobs", "alignpipe.losses.preference", "alignpipe.merging.average",
-        "alignpipe.merging.export", "alignpipe.eval.metrics", "alignpipe.data.world"]
+PURE = sorted(
+    ".".join(p.relative_to(REPO).with_suffix("").parts)
+    for layer in ("losses", "rl", "merging", "calibration") for p in (REPO / "alignpipe" / layer).glob("*.py")
+) + ["alignpipe.eval.metrics", "alignpipe.data.world"]
 HEAVY = ("prefect", "ray", "mlflow", "transformers")
 
 

@@ -1,6 +1,11 @@
 """Pure loss math (torch only). Every function documents tensor shapes and cites its equation."""
 
+from alignpipe.losses.irft import irft_loss
 from alignpipe.losses.logprobs import masked_mean, sequence_logps, token_logps
+from alignpipe.losses.ppo import entropy_from_logits, ppo_policy_loss, ppo_value_loss
 from alignpipe.losses.preference import bradley_terry_loss, dpo_loss
 
-__all__ = ["bradley_terry_loss", "dpo_loss", "masked_mean", "sequence_logps", "token_logps"]
+__all__ = [
+    "bradley_terry_loss", "dpo_loss", "entropy_from_logits", "irft_loss", "masked_mean",
+    "ppo_policy_loss", "ppo_value_loss", "sequence_logps", "token_logps",
+]

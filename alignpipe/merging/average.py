@@ -22,9 +22,11 @@ def check_compatible(sft: Mapping[str, Tensor], rl: Mapping[str, Tensor]) -> Non
     only_sft, only_rl = sorted(set(sft) - set(rl)), sorted(set(rl) - set(sft))
     if only_sft or only_rl:
         raise MergeError(f"state dicts differ in keys: only in SFT {only_sft[:5]}, only in RLHF {only_rl[:5]}")
-    for k in sft:
+    for k in sorted(sft):
         if sft[k].shape != rl[k].shape:
             raise MergeError(f"tensor '{k}' has shape {tuple(sft[k].shape)} in SFT but {tuple(rl[k].shape)} in RLHF")
+        if sft[k].dtype != rl[k].dtype:
+            raise MergeError(f"tensor '{k}' has dtype {sft[k].dtype} in SFT but {rl[k].dtype} in RLHF")
 
 
 def average_state_dicts(sft: Mapping[str, Tensor], rl: Mapping[str, Tensor], alpha: float) -> dict[str, Tensor]:

@@ -25,5 +25,7 @@ def test_mismatches_are_named():
         average_state_dicts({"w": torch.ones(1), "extra": torch.ones(1)}, {"w": torch.ones(1)}, 0.5)
     with pytest.raises(MergeError, match="tensor 'w' has shape \\(2,\\) in SFT but \\(3,\\) in RLHF"):
         average_state_dicts({"w": torch.ones(2)}, {"w": torch.ones(3)}, 0.5)
+    with pytest.raises(MergeError, match="tensor 'w' has dtype torch.float32 in SFT but torch.bfloat16 in RLHF"):
+        average_state_dicts({"w": torch.ones(2)}, {"w": torch.ones(2, dtype=torch.bfloat16)}, 0.5)
     with pytest.raises(MergeError, match="alpha must lie in"):
         average_state_dicts({"w": torch.ones(1)}, {"w": torch.ones(1)}, 1.5)

@@ -1,0 +1,33 @@
+"""Best-of-n selection for rejection-sampling fine-tuning (RSF / RAFT, ALGORITHMS §3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def best_of_n(rewards: Tensor) -> Tensor:
+    """Index of the highest-reward sample per prompt. rewards (p, n) -> (p,) long.
+
+    Ties go to the lowest index (torch.argmax returns the first maximum), so selection is
+    deterministic. Raises ValueError on NaN rewards, which argmax would otherwise pick silently.
+    """
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be (prompts, samples), got shape {tuple(rewards.shape)}")
+    if torch.isnan(rewards).any():
+        raise ValueError("rewards contain NaN")
+    return rewards.argmax(dim=1)
+
+
+def select_best(samples: list[list[str]], rewards: Tensor) -> list[str]:
+    """The kept set of one RSF iteration: the best of each prompt's n samples.
+
+    samples: p lists of n responses; rewards (p, n), rewards[i, j] scoring samples[i][j] -> p responses.
+    """
+    rewards = torch.as_tensor(rewards)
+    if rewards.dim() != 2 or rewards.shape[0] != len(samples):
+        raise ValueError(f"rewards shape {tuple(rewards.shape)} does not match {len(samples)} prompts")
+    for i, row in enumerate(samples):
+        if len(row) != rewards.shape[1]:
+            raise ValueError(f"prompt {i} has {len(row)} samples but {rewards.shape[1]} rewards")
+    return [row[j] for row, j in zip(samples, best_of_n(rewards).tolist(), strict=True)]

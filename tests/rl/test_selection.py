@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from alignpipe.rl.selection import best_of_n, select_best
+
+
+def test_best_of_n_ties_go_to_lowest_index():
+    rewards = torch.tensor([[0.1, 0.9, 0.3], [2.0, 2.0, 1.0], [-1.0, -3.0, -0.5]])
+    # row 0: 0.9 at 1; row 1: tie at 0 and 1 → 0; row 2: −0.5 at 2
+    assert best_of_n(rewards).tolist() == [1, 0, 2]
+    assert best_of_n(torch.full((1, 4), 7.0)).tolist() == [0]
+
+
+def test_best_of_n_rejects_nan_and_wrong_rank():
+    with pytest.raises(ValueError, match="NaN"):
+        best_of_n(torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(ValueError, match="got shape \\(3,\\)"):
+        best_of_n(torch.zeros(3))
+
+
+def test_select_best_keeps_one_response_per_prompt():
+    samples = [["a0", "a1"], ["b0", "b1"]]
+    assert select_best(samples, torch.tensor([[0.0, 1.0], [5.0, -5.0]])) == ["a1", "b0"]
+    assert select_best(samples, [[1.0, 1.0], [0.0, 0.5]]) == ["a0", "b1"]  # plain lists accepted
+
+
+def test_select_best_names_the_mismatch():
+    with pytest.raises(ValueError, match="prompt 1 has 1 samples but 2 rewards"):
+        select_best([["a0", "a1"], ["b0"]], torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="does not match 3 prompts"):
+        select_best([["a"], ["b"], ["c"]], torch.zeros(2, 1))
