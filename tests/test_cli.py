@@ -41,7 +41,7 @@ def test_help_lists_config_keys(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = capsys.readouterr().out
-    assert "sft.optim.lr (default 1e-05)" in out and "data.world.length_bias" in out and "ray.address" in out
+    assert "sft.optim.lr (default 2e-05)" in out and "data.world.length_bias" in out and "ray.address" in out
 
 
 def test_print_config_resolves_overrides(capsys):

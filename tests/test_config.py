@@ -10,6 +10,7 @@ def test_shipped_configs_load():
     tiny = load_config(REPO / "configs/pipeline/tiny.yaml")
     assert quick.model.name == "smollm2-135m-instruct"
     assert tiny.model.name == "tiny"
+    assert quick == PipelineConfig()  # the embedded default is the quickstart, key for key
 
 
 def test_overrides_are_parsed_as_yaml_and_nested():

@@ -2,9 +2,9 @@
 
 Files written (each hashed and recorded): sft.parquet {prompt, response}; pairs_train.parquet and
 pairs_heldout.parquet {prompt, chosen, rejected[, chosen_gold, rejected_gold, family]};
-eval_prompts.parquet {id, family, prompt, spec}; probes.parquet {id, family, question, options, answer}.
-The built-in world draws SFT, pair and evaluation prompts from different seeds and drops
-evaluation prompts whose text also appears in training, so gold scores measure generalisation.
+eval_prompts.parquet {id, family, prompt, spec, seen_in_training}; probes.parquet {id, family, question, options, answer}.
+The built-in world draws SFT, pair and evaluation prompts from different seeds and prefers
+evaluation prompts whose text does not appear in training, so gold scores measure generalisation.
 """
 
 from __future__ import annotations
@@ -36,12 +36,29 @@ def build_datasets(cfg: DataConfig, seed: int) -> dict[str, list[dict]]:
     ]
     train, heldout = split_pairs(pairs, cfg.heldout_fraction, seed)
     seen = {r["prompt"] for r in sft} | {r["prompt"] for r in pairs}
-    eval_prompts = [
-        {"id": p["id"], "family": p["family"], "prompt": p["instruction"], "spec": p["spec"]}
-        for p in world.make_prompts(4 * w.n_eval_prompts, w.seed + 2, w.families) if p["instruction"] not in seen
-    ][: w.n_eval_prompts]
+    eval_prompts = balanced_eval_prompts(world.make_prompts(8 * w.n_eval_prompts, w.seed + 2, w.families), seen, w.n_eval_prompts)
     probes = world.make_probes(w.n_probes, w.seed + 3, w.probe_families)
     return {"sft": sft, "pairs_train": train, "pairs_heldout": heldout, "eval_prompts": eval_prompts, "probes": probes}
+
+
+def balanced_eval_prompts(candidates: list[dict], seen: set[str], n: int) -> list[dict]:
+    """n distinct prompts, families round-robin, unseen-in-training ones first within each family.
+
+    A family with few possible instructions (lowercase: one per topic) may have none left unseen;
+    it is still evaluated, and `seen_in_training` marks those rows so gold can be split by it.
+    """
+    by_family: dict[str, list[dict]] = {}
+    for p in candidates:
+        rows = by_family.setdefault(p["family"], [])
+        if all(p["instruction"] != r["instruction"] for r in rows):
+            rows.append(p)
+    for rows in by_family.values():
+        rows.sort(key=lambda p: p["instruction"] in seen)  # stable: keeps the seeded order otherwise
+    out = []
+    for rank in range(max(map(len, by_family.values()), default=0)):
+        out += [rows[rank] for rows in by_family.values() if rank < len(rows)]
+    return [{"id": p["id"], "family": p["family"], "prompt": p["instruction"], "spec": p["spec"],
+             "seen_in_training": p["instruction"] in seen} for p in out[:n]]
 
 
 def _external(source, fields: tuple[str, ...]) -> list[dict] | None:

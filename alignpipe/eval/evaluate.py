@@ -52,6 +52,9 @@ def run(model_dir: Path, rm_dir: Path, prompts: list[dict], probes: list[dict], 
     metrics |= {f"probe_accuracy/{k}": v for k, v in per_group_accuracy(predicted, answers, [p["family"] for p in probes]).items()}
     for fam in sorted({p["family"] for p in prompts}):
         metrics[f"gold_score/{fam}"] = _mean([g for p, g in zip(prompts, gold, strict=True) if p["family"] == fam])
+    unseen = [g for p, g in zip(prompts, gold, strict=True) if not p.get("seen_in_training", False)]
+    if unseen:  # instructions never shown in training: generalisation, not recall
+        metrics["gold_score/unseen"] = _mean(unseen)
     return StageResult(metrics=metrics, data=data)
 
 

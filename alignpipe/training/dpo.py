@@ -14,11 +14,11 @@ import torch
 
 from alignpipe.config import RLHFConfig
 from alignpipe.data.chat import Encoded, collate
-from alignpipe.losses.logprobs import sequence_logps, shifted
 from alignpipe.losses.preference import dpo_loss
 from alignpipe.models import load_policy
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
+from alignpipe.training.forward import response_sequence_logps
 from alignpipe.training.optim import batch_indices, make_optimizer, seed_everything
 from alignpipe.training.reward_model import encode_pairs
 
@@ -26,8 +26,7 @@ from alignpipe.training.reward_model import encode_pairs
 def pair_logps(model, pairs: list[tuple[Encoded, Encoded]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of chosen and rejected in one forward. -> ((b,), (b,))."""
     batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, model.device)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = sequence_logps(*shifted(logits, batch["labels"]))
+    logps = response_sequence_logps(model, batch)
     return logps[: len(pairs)], logps[len(pairs):]
 
 

@@ -13,10 +13,10 @@ import torch
 
 from alignpipe.config import SFTConfig
 from alignpipe.data.chat import collate, encode
-from alignpipe.losses.logprobs import masked_mean, shifted, token_logps
 from alignpipe.models import load_policy
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
+from alignpipe.training.forward import response_token_logps
 from alignpipe.training.optim import batch_indices, make_optimizer, seed_everything
 
 
@@ -31,9 +31,8 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     t0, tokens, loss = time.time(), 0, torch.tensor(float("nan"))
     for step, idx in enumerate(batch_indices(len(examples), cfg.optim.batch_size, cfg.optim.steps, seed)):
         batch = collate([examples[i] for i in idx], tok.pad_token_id, model.device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        lg, tg, mask = shifted(logits, batch["labels"])
-        loss = -masked_mean(token_logps(lg, tg), mask)
+        logps, _ = response_token_logps(model, batch)
+        loss = -logps.mean()  # mean over every response token of the batch
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
         opt.step()

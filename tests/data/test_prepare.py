@@ -18,7 +18,11 @@ def test_world_datasets_and_no_eval_leak():
     assert len(d["pairs_heldout"]) == 6  # 20 % of 30
     assert len(d["eval_prompts"]) == 10 and len(d["probes"]) == 12
     train_prompts = {r["prompt"] for r in d["sft"]} | {r["prompt"] for r in d["pairs_train"] + d["pairs_heldout"]}
-    assert not train_prompts & {r["prompt"] for r in d["eval_prompts"]}
+    ev = d["eval_prompts"]
+    assert {r["family"] for r in ev} == set(_small().world.families)  # every family evaluated, 2 each
+    assert all(r["seen_in_training"] == (r["prompt"] in train_prompts) for r in ev)
+    assert not any(r["seen_in_training"] for r in ev if r["family"] != "lowercase")  # large families: all unseen
+    assert len({r["prompt"] for r in ev}) == len(ev)
     assert d == build_datasets(_small(), seed=0)  # deterministic
 
 

@@ -1,0 +1,49 @@
+"""Forward passes that compute only the logits a loss needs.
+
+A causal LM's head (hidden -> vocabulary) costs about a fifth of SmolLM2-135M's FLOPs per token
+and its full-vocabulary log-softmax dominates activation memory. SFT and DPO need log-probs of
+response tokens only, so the head runs on those positions alone (prompts are most of each
+sequence in the built-in world). This relies on the model's logits being `lm_head(hidden)`; models
+that post-process logits (final soft-capping, logit scaling) take the plain full forward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from alignpipe.losses.logprobs import sequence_logps, shifted, token_logps
+
+
+def _head_only_applies(model) -> bool:
+    cfg = model.config
+    return not (getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None)) and \
+        model.get_output_embeddings() is not None
+
+
+def response_token_logps(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Log-prob of every response token in the batch. -> (logps (n,), row of each token (n,)).
+
+    batch: input_ids, attention_mask, labels (b, t), labels -100 on prompt and padding.
+    """
+    targets = batch["labels"][:, 1:]
+    keep = targets != -100
+    rows = keep.nonzero()[:, 0]
+    if not _head_only_applies(model):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return token_logps(logits[:, :-1], targets)[keep], rows
+    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])  # (n, v): response positions only
+    return token_logps(logits.unsqueeze(0), targets[keep].unsqueeze(0)).squeeze(0), rows
+
+
+def response_sequence_logps(model, batch: dict[str, Tensor]) -> Tensor:
+    """Summed response log-prob per row (b,), equal to sequence_logps over the full logits."""
+    logps, rows = response_token_logps(model, batch)
+    return torch.zeros(batch["input_ids"].size(0), dtype=logps.dtype, device=logps.device).index_add(0, rows, logps)
+
+
+def full_sequence_logps(model, batch: dict[str, Tensor]) -> Tensor:
+    """Reference implementation over the full logits (used by tests to check the fast path)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return sequence_logps(*shifted(logits, batch["labels"]))

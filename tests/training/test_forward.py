@@ -1,0 +1,34 @@
+import torch
+
+from alignpipe.data.chat import collate, encode
+from alignpipe.losses.logprobs import masked_mean, shifted, token_logps
+from alignpipe.models import load_policy
+from alignpipe.training.forward import full_sequence_logps, response_sequence_logps, response_token_logps
+
+
+def _batch(tok):
+    rows = [("What is 2 + 2?", "4"), ("List 3 colors, separated by commas.", "Red, green, blue."), ("Hi", "Hello there, friend!")]
+    return collate([encode(tok, p, r, 64) for p, r in rows], tok.pad_token_id)
+
+
+def test_head_on_response_positions_equals_full_forward(tiny_dir):
+    model, tok = load_policy(tiny_dir)
+    batch = _batch(tok)
+    with torch.inference_mode():
+        fast, full = response_sequence_logps(model, batch), full_sequence_logps(model, batch)
+        logps, rows = response_token_logps(model, batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        lg, tg, mask = shifted(logits, batch["labels"])
+    assert torch.allclose(fast, full, atol=1e-4)
+    assert torch.isclose(logps.mean(), masked_mean(token_logps(lg, tg), mask), atol=1e-5)  # the SFT loss
+    assert rows.tolist() == sorted(rows.tolist()) and set(rows.tolist()) == {0, 1, 2}
+
+
+def test_gradients_match_full_forward(tiny_dir):
+    model, tok = load_policy(tiny_dir)
+    batch = _batch(tok)
+    response_sequence_logps(model, batch).sum().backward()
+    fast = model.model.layers[1].mlp.down_proj.weight.grad.clone()
+    model.zero_grad()
+    full_sequence_logps(model, batch).sum().backward()
+    assert torch.allclose(fast, model.model.layers[1].mlp.down_proj.weight.grad, atol=1e-5)
