@@ -11,6 +11,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 # Built models (the SmolLM2 conversion, the tiny Llama) are cached once per checkout, like the pipeline does.
 MODEL_CACHE = REPO / "artifacts" / "models"
+# The project's shared data sits beside the checkout (CI clones main next to shared/); override by env.
+SHARED_DATA = Path(os.environ.get("ALIGNPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def pytest_collection_modifyitems(config, items):

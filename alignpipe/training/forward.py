@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from alignpipe.losses.logprobs import sequence_logps, shifted, token_logps
+from alignpipe.losses.logprobs import token_logps
 
 
 def _head_only_applies(model) -> bool:
@@ -41,9 +41,3 @@ def response_sequence_logps(model, batch: dict[str, Tensor]) -> Tensor:
     """Summed response log-prob per row (b,), equal to sequence_logps over the full logits."""
     logps, rows = response_token_logps(model, batch)
     return torch.zeros(batch["input_ids"].size(0), dtype=logps.dtype, device=logps.device).index_add(0, rows, logps)
-
-
-def full_sequence_logps(model, batch: dict[str, Tensor]) -> Tensor:
-    """Reference implementation over the full logits (used by tests to check the fast path)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return sequence_logps(*shifted(logits, batch["labels"]))

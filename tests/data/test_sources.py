@@ -5,8 +5,7 @@ import pytest
 
 from alignpipe.data.snapshot import content_hash, read_snapshot, write_snapshot
 from alignpipe.data.sources import PAIR_FIELDS, SFT_FIELDS, DataError, load_rows
-
-SHARED = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import SHARED_DATA as SHARED
 
 
 def test_jsonl_with_column_mapping(tmp_path):
@@ -27,6 +26,11 @@ def test_malformed_row_is_named(tmp_path):
     p.write_text('{"prompt": "a"}\n')
     with pytest.raises(DataError, match="field 'response' \\(column 'response'\\) is missing"):
         load_rows(str(p), SFT_FIELDS)
+
+
+def test_hub_name_that_cannot_be_loaded_is_one_clear_error():
+    with pytest.raises(DataError, match="data 'nobody-here/no-such-dataset' is not a local file and could not be loaded from the hub"):
+        load_rows("nobody-here/no-such-dataset", SFT_FIELDS)
 
 
 def test_missing_file_and_bad_mapping(tmp_path):

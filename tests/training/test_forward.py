@@ -1,9 +1,15 @@
 import torch
 
 from alignpipe.data.chat import collate, encode
-from alignpipe.losses.logprobs import masked_mean, shifted, token_logps
+from alignpipe.losses.logprobs import masked_mean, sequence_logps, shifted, token_logps
 from alignpipe.models import load_policy
-from alignpipe.training.forward import full_sequence_logps, response_sequence_logps, response_token_logps
+from alignpipe.training.forward import response_sequence_logps, response_token_logps
+
+
+def full_sequence_logps(model, batch):
+    """The plain path the fast one must equal: full logits, then summed response log-probs."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return sequence_logps(*shifted(logits, batch["labels"]))
 
 
 def _batch(tok):
