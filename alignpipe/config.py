@@ -142,6 +142,26 @@ class AveragingConfig(Frozen):
         return tuple(sorted(set(v)))
 
 
+class HMAConfig(Frozen):
+    """Heterogeneous Model Averaging with learned per-block ratios (§4; pipeline wiring: issue #5).
+
+    Only the K block scores are trained (all weights frozen), by maximising the merged model's
+    log-likelihood of high-reward RLHF samples. Reference settings: K = 3, ε = 0.2, lr 2e-5
+    (4e-5 after PPO/DPO), 1 epoch over ~2,000 samples drawn from the 5,000 best.
+    """
+
+    alpha: float = Field(0.2, ge=0.0, le=1.0, description="mean of the block ratios (weight on SFT)")
+    blocks: int = Field(3, ge=1)
+    eps: float = Field(0.2, gt=0)
+    l1_weight: float = Field(0.0, ge=0, description="pull Σ w|α_k − α| toward α")
+    lr: float = Field(4e-5, gt=0)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1)
+    samples: int = Field(2000, ge=1)
+    pool: int = Field(5000, ge=1, description="samples are drawn from this many highest-reward responses")
+    resources: Resources = Resources(num_cpus=2)
+
+
 class EvaluationConfig(Frozen):
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding (lowest-variance comparison)")

@@ -88,21 +88,29 @@ def validate(spec: BlockSpec, n_layers: int) -> None:
             raise MergeError(f"{name} is {getattr(spec, name)}, outside [0, 1]")
 
 
-def alpha_for(key: str, spec: BlockSpec) -> float:
-    """The SFT weight of state-dict `key` under the module rule above."""
+def block_index(key: str, boundaries: tuple[int, ...]) -> int | None:
+    """The block holding state-dict `key`: k for a `model.layers.{i}.*` key with boundaries[k] <= i <
+    boundaries[k+1]; None for the embedding, final-norm and head keys (they take embed_alpha/head_alpha).
+    """
     if m := _LAYER.match(key):
         layer = int(m.group(1))
-        if layer >= spec.boundaries[-1]:
-            raise MergeError(f"key '{key}' is layer {layer}, beyond the spec's blocks {spec.boundaries}")
-        return spec.alphas[bisect.bisect_right(spec.boundaries, layer) - 1]
-    if _EMBED.match(key):
-        return spec.embed_alpha
-    if _HEAD.match(key):
-        return spec.head_alpha
+        if not boundaries or not boundaries[0] <= layer < boundaries[-1]:
+            raise MergeError(f"key '{key}' is layer {layer}, beyond the spec's blocks {boundaries}")
+        return bisect.bisect_right(boundaries, layer) - 1
+    if _EMBED.match(key) or _HEAD.match(key):
+        return None
     raise MergeError(
         f"key '{key}' is not a Llama weight this merge knows "
         "(model.embed_tokens.*, model.layers.{i}.*, model.norm.*, lm_head.*)"
     )
+
+
+def alpha_for(key: str, spec: BlockSpec) -> float:
+    """The SFT weight of state-dict `key` under the module rule above."""
+    k = block_index(key, spec.boundaries)
+    if k is not None:
+        return spec.alphas[k]
+    return spec.embed_alpha if _EMBED.match(key) else spec.head_alpha
 
 
 def layer_count(state_dict: Iterable[str]) -> int:

@@ -10,6 +10,7 @@ from alignpipe.merging.average import MergeError, average_state_dicts
 from alignpipe.merging.blocks import (
     BlockSpec,
     alpha_for,
+    block_index,
     default_boundaries,
     hma_alphas,
     layer_count,
@@ -56,6 +57,18 @@ def test_embedding_norm_and_head_rule():
     assert alpha_for("model.embed_tokens.weight", SPEC) == 0.0
     assert alpha_for("model.norm.weight", SPEC) == 1.0
     assert alpha_for("lm_head.weight", SPEC) == 1.0
+
+
+def test_block_index_maps_layers_to_blocks_and_leaves_the_rest_to_head_and_embed():
+    b = (0, 1, 3, 4)
+    assert [block_index(f"model.layers.{i}.mlp.up_proj.weight", b) for i in range(4)] == [0, 1, 1, 2]
+    assert block_index("model.layers.2.input_layernorm.weight", b) == 1
+    for key in ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"):
+        assert block_index(key, b) is None
+    with pytest.raises(MergeError, match="key 'model.layers.4.mlp.up_proj.weight' is layer 4, beyond"):
+        block_index("model.layers.4.mlp.up_proj.weight", b)
+    with pytest.raises(MergeError, match="key 'transformer.h.0.attn.weight' is not a Llama weight"):
+        block_index("transformer.h.0.attn.weight", b)
 
 
 def test_unknown_and_out_of_range_keys_are_named():
