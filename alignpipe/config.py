@@ -118,6 +118,19 @@ class RewardModelConfig(Frozen):
     resources: Resources = Resources(num_cpus=2)
 
 
+class RewardEvalConfig(Frozen):
+    """Reward-model evaluation (§2, §2b): pairwise accuracy, reward distribution, length bias, and
+    the same after post-hoc length calibration fitted on the pooled scored responses."""
+
+    calibration: Literal["none", "mean", "lwr"] = "lwr"
+    lam: float = Field(1.0, ge=0, description="λ in r̂ = r − λ·b̂(length)")
+    frac: float = Field(0.9, gt=0, le=1, description="LOWESS bandwidth (0.9 for RM benchmarks, §2b)")
+    hh_rlhf: str | None = Field(None, description="an HH-RLHF .jsonl(.gz) of real pairs to evaluate on as well")
+    hh_rlhf_limit: int = Field(300, ge=2, description="rows read from hh_rlhf")
+    batch_size: int = Field(16, ge=1)
+    resources: Resources = Resources(num_cpus=2)
+
+
 class RLHFConfig(Frozen):
     """Preference alignment. Only DPO so far; PPO and RSF are issue #3."""
 
@@ -191,6 +204,7 @@ class PipelineConfig(Frozen):
     data: DataConfig = DataConfig()
     sft: SFTConfig = SFTConfig()
     reward_model: RewardModelConfig = RewardModelConfig()
+    reward_eval: RewardEvalConfig = RewardEvalConfig()
     rlhf: RLHFConfig = RLHFConfig()
     averaging: AveragingConfig = AveragingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -1,4 +1,5 @@
-"""The alignment pipeline: model -> data -> SFT -> reward model -> RLHF -> averaging -> evaluation -> report.
+"""The alignment pipeline: model -> data -> SFT -> reward model (+ its evaluation) -> RLHF -> averaging
+-> evaluation -> report.
 
 Each stage is a Prefect task run as a Ray task with the CPU/GPU request from its config section.
 Every stage records itself as a nested MLflow child run under one parent run per pipeline run.
@@ -22,6 +23,7 @@ from tasks.data import data_task
 from tasks.evaluate import evaluate_task
 from tasks.model import model_task
 from tasks.report import report_task
+from tasks.reward_eval import reward_eval_task
 from tasks.reward_model import reward_model_task
 from tasks.rlhf import rlhf_task
 from tasks.sft import sft_task
@@ -65,7 +67,8 @@ def _stages(c: PipelineConfig, ctx: RunContext):
                sft if c.reward_model.init == "sft" else base, data),
         on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data),
     )
-    averaged = on_ray(averaging_task, c.averaging.resources, ctx, c.averaging, sft, rlhf).result()
+    averaged, _ = _results(on_ray(averaging_task, c.averaging.resources, ctx, c.averaging, sft, rlhf),
+                           on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data))
     # Every model produced: (producing stage, α on the averaging family or None).
     models = {"base": (base, None), "sft": (sft, None), c.rlhf.method: (rlhf, None)}
     models |= {f"alpha-{a:.4g}": (averaged, a) for a in c.averaging.alphas if 0.0 < a < 1.0}
@@ -90,7 +93,7 @@ def check_resources(config: PipelineConfig) -> None:
     if not ray.is_initialized():
         return
     have = ray.cluster_resources()
-    for stage in ("sft", "reward_model", "rlhf", "averaging", "evaluation"):
+    for stage in ("sft", "reward_model", "reward_eval", "rlhf", "averaging", "evaluation"):
         res: Resources = getattr(config, stage).resources
         if res.num_cpus > have.get("CPU", 0) or res.num_gpus > have.get("GPU", 0):
             raise ValueError(f"config key '{stage}.resources' asks for {res.num_cpus} CPU / {res.num_gpus} GPU but the Ray "

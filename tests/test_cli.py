@@ -48,3 +48,8 @@ def test_print_config_resolves_overrides(capsys):
     assert main(["run", "--config", TINY, "--print-config", "rlhf.beta=0.3"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["rlhf"]["beta"] == 0.3 and cfg["model"]["name"] == "tiny"
+
+
+def test_missing_real_pairs_file_is_named(capsys, tmp_path):
+    err = _error(capsys, ["run", "--config", TINY, f"artifacts_dir={tmp_path}", "reward_eval.hh_rlhf=/no/such/hh.jsonl.gz"])
+    assert "reward_eval.hh_rlhf" in err and "/no/such/hh.jsonl.gz" in err

@@ -10,6 +10,7 @@ scores, and, unless calibration is "none", the same after post-hoc length calibr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,7 @@ from alignpipe.calibration import (
     window_from_pairs,
 )
 from alignpipe.eval.scoring import reward_scores
+from alignpipe.store import StageResult
 
 Calibration = Literal["none", "mean", "lwr"]
 _CALIBRATIONS = ("none", "mean", "lwr")
@@ -152,18 +154,29 @@ def evaluate_reward_model(
     (metrics, curve); save the curve with `curve.to_dict()` and draw it with `plot_reward_vs_length`.
     """
     _check_calibration(calibration)
+    chosen, rejected = score_pairs(rm, tokenizer, pairs, max_length=max_length, batch_size=batch_size)
+    return metrics_for_pairs(pairs, chosen, rejected, calibration=calibration, lam=lam, frac=frac)
+
+
+def score_pairs(rm, tokenizer, pairs: list[dict], *, max_length: int, batch_size: int = 16) -> tuple[list[float], list[float]]:
+    """Raw RM scores of every pair's chosen and rejected response, in one batched pass."""
     _check_pair_count(len(pairs))
     for i, row in enumerate(pairs):
         for k in ("prompt", "chosen", "rejected"):
             if not isinstance(row.get(k), str):
                 raise ValueError(f"pair {i}: field '{k}' must be a string, got {row.get(k)!r:.60}")
     prompts = [row["prompt"] for row in pairs]
-    chosen, rejected = [row["chosen"] for row in pairs], [row["rejected"] for row in pairs]
-    scores = reward_scores(rm, tokenizer, prompts + prompts, chosen + rejected,
+    scores = reward_scores(rm, tokenizer, prompts + prompts, [r["chosen"] for r in pairs] + [r["rejected"] for r in pairs],
                            max_length=max_length, batch_size=batch_size)
+    return scores[: len(pairs)], scores[len(pairs):]
+
+
+def metrics_for_pairs(pairs: list[dict], chosen: Sequence[float], rejected: Sequence[float], *,
+                      calibration: Calibration, lam: float, frac: float) -> tuple[dict[str, float], BiasCurve | None]:
+    """reward_metrics with the lengths, subsets and gold labels taken from the pair rows."""
     gold_c, gold_r = _column(pairs, ("chosen_gold",)), _column(pairs, ("rejected_gold",))
     return reward_metrics(
-        scores[: len(pairs)], scores[len(pairs):], [len(s) for s in chosen], [len(s) for s in rejected],
+        chosen, rejected, [len(r["chosen"]) for r in pairs], [len(r["rejected"]) for r in pairs],
         subsets=_column(pairs, ("subset", "family")),
         gold=None if gold_c is None or gold_r is None else (gold_c, gold_r),
         calibration=calibration, lam=lam, frac=frac,
@@ -210,3 +223,27 @@ def plot_reward_vs_length(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=120, bbox_inches="tight")
     return out_path
+
+
+def run(cfg, rm_dir: Path, pair_sets: dict[str, list[dict]], out_dir: Path, *, max_length: int) -> StageResult:
+    """The reward-model evaluation stage: for each named pair set, metrics prefixed `<set>/`, the
+    fitted bias curve (`<set>_curve.json`) and the reward-vs-length plot before/after calibration.
+
+    cfg is a RewardEvalConfig. A set with fewer than 2 pairs is refused (ValueError naming the count).
+    """
+    from alignpipe.models import RewardModel, load_tokenizer
+
+    rm, tok = RewardModel.load(rm_dir), load_tokenizer(rm_dir)
+    metrics: dict[str, float] = {}
+    for name, pairs in pair_sets.items():
+        chosen, rejected = score_pairs(rm, tok, pairs, max_length=max_length, batch_size=cfg.batch_size)
+        set_metrics, curve = metrics_for_pairs(pairs, chosen, rejected, calibration=cfg.calibration, lam=cfg.lam, frac=cfg.frac)
+        metrics |= {f"{name}/{k}": v for k, v in set_metrics.items()}
+        lengths = [len(r["chosen"]) for r in pairs] + [len(r["rejected"]) for r in pairs]
+        rewards = list(chosen) + list(rejected)
+        calibrated = None
+        if curve is not None:
+            (out_dir / f"{name}_curve.json").write_text(json.dumps(curve.to_dict()))
+            calibrated = calibrate(rewards, lengths, curve, cfg.lam)
+        plot_reward_vs_length(lengths, rewards, calibrated, curve, out_dir / f"{name}_reward_vs_length.png")
+    return StageResult(metrics=metrics)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
-STAGES = {"model", "data", "sft", "reward_model", "rlhf_dpo", "averaging", "evaluate_base", "evaluate_sft",
+STAGES = {"model", "data", "sft", "reward_model", "reward_eval", "rlhf_dpo", "averaging", "evaluate_base", "evaluate_sft",
           "evaluate_dpo", "evaluate_alpha-0.5", "report"}
 
 

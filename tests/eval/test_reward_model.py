@@ -197,3 +197,36 @@ def test_evaluate_tiny_rm_options_and_errors(rm_and_tok):
         evaluate_reward_model(rm, tok, PAIRS[:1], max_length=64)
     with pytest.raises(ValueError, match="pair 1 has none of"):
         evaluate_reward_model(rm, tok, [PAIRS[0], plain[1]], max_length=64)
+
+
+def test_stage_run_on_world_and_real_pairs(tmp_path):
+    import json as _json
+
+    import pytest as _pytest
+
+    from alignpipe.config import DataConfig, RewardEvalConfig, WorldConfig
+    from alignpipe.data.hh_rlhf import load_hh_pairs
+    from alignpipe.data.prepare import build_datasets
+    from alignpipe.eval.reward_model import run
+    from alignpipe.models import RewardModel, load_tokenizer, resolve_model
+    from tests.conftest import MODEL_CACHE, SHARED_DATA
+
+    hh = SHARED_DATA / "hh_rlhf" / "helpful-base_test.jsonl.gz"
+    if not hh.is_file():
+        _pytest.skip("shared data not present")
+    tiny = resolve_model("tiny", MODEL_CACHE)
+    RewardModel.from_pretrained_backbone(tiny).save(tmp_path / "rm")
+    load_tokenizer(tiny).save_pretrained(tmp_path / "rm")
+    heldout = build_datasets(DataConfig(world=WorldConfig(n_sft=4, n_pairs=60, n_eval_prompts=2, n_probes=2)), 0)["pairs_heldout"]
+    real, _ = load_hh_pairs(str(hh), limit=12)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(RewardEvalConfig(), tmp_path / "rm", {"heldout": heldout, "hh_rlhf": real}, out, max_length=96)
+    m = result.metrics
+    for name in ("heldout", "hh_rlhf"):
+        assert 0.0 <= m[f"{name}/pairwise_accuracy"] <= 1.0 and 0.0 <= m[f"{name}/calibrated_pairwise_accuracy"] <= 1.0
+        assert 0.0 <= m[f"{name}/abs_spearman_reward_length"] <= 1.0
+        assert (out / f"{name}_reward_vs_length.png").read_bytes()[:4] == b"\x89PNG"
+        assert _json.loads((out / f"{name}_curve.json").read_text())["method"] == "rc_lwr"
+    assert "heldout/gold_agreement" in m and "hh_rlhf/gold_agreement" not in m  # gold only in the built-in world
+    assert any(k.startswith("heldout/accuracy/") for k in m)  # per family
