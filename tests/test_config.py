@@ -13,6 +13,13 @@ def test_shipped_configs_load():
     assert quick == PipelineConfig()  # the embedded default is the quickstart, key for key
 
 
+def test_every_shipped_config_loads():
+    paths = sorted((REPO / "configs").rglob("*.yaml"))
+    assert len(paths) >= 3
+    for p in paths:
+        load_config(p)  # raises ConfigError naming the key on any drift
+
+
 def test_overrides_are_parsed_as_yaml_and_nested():
     cfg = load_config(None, ["sft.optim.steps=7", "averaging.alphas=[0.5, 0, 1]", "data.world.length_bias=0.25"])
     assert cfg.sft.optim.steps == 7
