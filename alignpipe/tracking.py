@@ -211,12 +211,11 @@ def _record_outputs(client, run_id: str, ref: ArtifactRef) -> None:
         client.log_batch(run_id, metrics=metrics)
     _log_params(client, run_id, {f"output.data.{f}": h for f, h in manifest.get("data", {}).items()})
     client.set_tag(run_id, "alignpipe.output_dir", ref.path)
-    for p in sorted(Path(ref.path).rglob("*")):
-        if p.is_file() and p.stat().st_size <= _MAX_LOGGED_FILE and not _in_checkpoint(p):
-            rel = p.parent.relative_to(ref.path)
+    root = Path(ref.path)
+    # Files of a model directory (weights, tokenizer) are recorded by path; its config.json is logged.
+    checkpoints = {w.parent for w in root.rglob("*.safetensors")}
+    for p in sorted(root.rglob("*")):
+        in_checkpoint = p.parent in checkpoints and p.name != "config.json"
+        if p.is_file() and p.stat().st_size <= _MAX_LOGGED_FILE and not in_checkpoint:
+            rel = p.parent.relative_to(root)
             client.log_artifact(run_id, str(p), None if str(rel) == "." else str(rel))
-
-
-def _in_checkpoint(p: Path) -> bool:
-    """Files of a model directory (weights, tokenizer) are recorded by path; its config.json is logged."""
-    return p.name != "config.json" and any(p.parent.glob("*.safetensors"))

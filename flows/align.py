@@ -74,8 +74,9 @@ def _stages(c: PipelineConfig, ctx: RunContext):
     models |= {f"alpha-{a:.4g}": (averaged, a) for a in c.averaging.alphas if 0.0 < a < 1.0}
     evaluations = _results(*[on_ray(evaluate_task, c.evaluation.resources, ctx, c.evaluation, L, name, ref, alpha, rm, data)
                              for name, (ref, alpha) in models.items()])
+    # On the averaging family SFT is α = 1 and the RLHF model α = 0 (α = weight on SFT).
     family_alpha = {"base": None, "sft": 1.0, c.rlhf.method: 0.0} | {n: a for n, (_, a) in models.items() if a is not None}
-    return on_ray(report_task, Resources(num_cpus=1), ctx, {n: family_alpha[n] for n in models}, evaluations).result()
+    return on_ray(report_task, Resources(num_cpus=1), ctx, family_alpha, evaluations).result()
 
 
 def _results(*futures) -> list:
@@ -93,8 +94,10 @@ def check_resources(config: PipelineConfig) -> None:
     if not ray.is_initialized():
         return
     have = ray.cluster_resources()
-    for stage in ("sft", "reward_model", "reward_eval", "rlhf", "averaging", "evaluation"):
-        res: Resources = getattr(config, stage).resources
+    for stage, section in config:
+        res: Resources | None = getattr(section, "resources", None)
+        if res is None:
+            continue
         if res.num_cpus > have.get("CPU", 0) or res.num_gpus > have.get("GPU", 0):
             raise ValueError(f"config key '{stage}.resources' asks for {res.num_cpus} CPU / {res.num_gpus} GPU but the Ray "
                              f"cluster has {have.get('CPU', 0)} CPU / {have.get('GPU', 0)} GPU")

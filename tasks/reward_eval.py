@@ -24,14 +24,14 @@ def reward_eval_task(ctx: RunContext, cfg: RewardEvalConfig, max_length: int, re
 
     def body(out: Path, log):
         sets = {"heldout": read_snapshot(data.file("pairs_heldout.parquet"))}
-        skipped = 0
+        extra_metrics, extra_data = {}, {}
         if cfg.hh_rlhf:
-            sets["hh_rlhf"], skipped = load_hh_pairs(cfg.hh_rlhf, cfg.hh_rlhf_limit)
-            hh_hash = write_snapshot(sets["hh_rlhf"], out / "hh_rlhf_pairs.parquet")
+            # rows whose dialogues do not split into a pair are counted, not dropped silently
+            sets["hh_rlhf"], extra_metrics["hh_rlhf/skipped_rows"] = load_hh_pairs(cfg.hh_rlhf, cfg.hh_rlhf_limit)
+            extra_data["hh_rlhf_pairs.parquet"] = write_snapshot(sets["hh_rlhf"], out / "hh_rlhf_pairs.parquet")
         result = rm_eval.run(cfg, reward_model.file("model"), sets, out, max_length=max_length)
-        if cfg.hh_rlhf:
-            result.metrics["hh_rlhf/skipped_rows"] = skipped  # rows whose dialogues do not split into a pair
-            result.data["hh_rlhf_pairs.parquet"] = hh_hash
+        result.metrics |= extra_metrics
+        result.data |= extra_data
         return result
 
     stage_cfg = {**cfg.model_dump(), "max_length": max_length, "hh_rlhf_sha256": hh_digest}
