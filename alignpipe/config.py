@@ -232,9 +232,18 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     for item in overrides:
         apply_override(raw, item)
     try:
-        return PipelineConfig.model_validate(raw)
+        # Layered over the full defaults, so a partial section (`reward_model.optim.lr=…`) keeps the
+        # stage's own defaults for its other keys instead of the shared class defaults.
+        return PipelineConfig.model_validate(_layered(PipelineConfig().model_dump(mode="json"), raw))
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None
+
+
+def _layered(base: Any, top: Any) -> Any:
+    """`top` over `base`, recursively for mappings; any other value in `top` replaces `base`'s."""
+    if isinstance(base, dict) and isinstance(top, dict):
+        return {**base, **{k: _layered(base.get(k), v) for k, v in top.items()}}
+    return top
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -27,6 +27,12 @@ def test_overrides_are_parsed_as_yaml_and_nested():
     assert cfg.data.world.length_bias == 0.25
 
 
+def test_partial_section_keeps_the_stage_defaults():
+    cfg = load_config(None, ["reward_model.optim.lr=1e-5", "reward_eval.resources.num_gpus=1"])
+    assert cfg.reward_model.optim.steps == 20 and cfg.reward_model.optim.lr == 1e-5  # not OptimConfig's 30
+    assert cfg.reward_eval.resources.num_cpus == 2 and cfg.reward_eval.resources.num_gpus == 1
+
+
 def test_config_is_frozen():
     cfg = PipelineConfig()
     with pytest.raises(ValidationError):
