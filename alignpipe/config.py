@@ -103,8 +103,30 @@ class OptimConfig(Frozen):
     max_grad_norm: float = Field(1.0, gt=0)
 
 
+class IRFTConfig(Frozen):
+    """IRFT (§1b): T stages; each regenerates negatives with the current model and resets the reference."""
+
+    stages: int = Field(5, ge=1, description="T; T = 1 is SPIN")
+    beta: float = Field(0.1, gt=0)
+    max_new_tokens: int = Field(48, ge=1, description="length of the model's own (greedy) continuations")
+
+
+class RFTConfig(Frozen):
+    """RFT (§1b): alternate Bradley–Terry RM updates on (demonstration ≻ own sample) with PPO steps."""
+
+    rounds: int = Field(2, ge=1, description="RM-update / PPO-steps alternations")
+    rm_steps: int = Field(4, ge=1, description="reward-model steps per round")
+    rm_lr: float = Field(2e-5, gt=0)
+    ppo_rollouts: int = Field(2, ge=1, description="PPO rollout batches per round")
+
+
 class SFTConfig(Frozen):
+    """Supervised stage: plain SFT, or IRL-based SFT from demonstrations only (irft, rft)."""
+
+    method: Literal["sft", "irft", "rft"] = "sft"
     optim: OptimConfig = OptimConfig()
+    irft: IRFTConfig = IRFTConfig()
+    rft: RFTConfig = RFTConfig()
     resources: Resources = Resources(num_cpus=2)
 
 
@@ -131,13 +153,65 @@ class RewardEvalConfig(Frozen):
     resources: Resources = Resources(num_cpus=2)
 
 
-class RLHFConfig(Frozen):
-    """Preference alignment. Only DPO so far; PPO and RSF are issue #3."""
+class PPOConfig(Frozen):
+    """RLHF-PPO (§3): RM score on the final token minus a per-token KL penalty, value head, GAE."""
 
-    method: Literal["dpo"] = "dpo"
-    beta: float = Field(0.1, gt=0)
+    rollouts: int = Field(8, ge=1, description="rollout batches (each followed by `epochs` of minibatch updates)")
+    prompts_per_rollout: int = Field(16, ge=1)
+    epochs: int = Field(2, ge=1, description="PPO epochs over each rollout batch")
+    minibatch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(40, ge=1)
+    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    kl_coef: float = Field(0.05, ge=0, description="β_KL of the per-token penalty to the reference")
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    clip: float = Field(0.2, gt=0)
+    value_clip: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0)
+    whiten_rewards: bool = False
+    missing_eos_penalty: float | None = Field(-1.0, description="score of a response cut off before EOS (None: keep its RM score)")
+    value_lr: float = Field(1e-4, gt=0, description="learning rate of the value head and critic")
+
+
+class RSFConfig(Frozen):
+    """RSF / RAFT (§3): sample n per prompt, keep the best by reward, SFT on the kept set; repeat."""
+
+    iterations: int = Field(2, ge=1)
+    n: int = Field(4, ge=2, description="samples per prompt (best-of-n needs at least 2)")
+    prompts_per_iteration: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(40, ge=1)
+    steps_per_iteration: int = Field(8, ge=1, description="SFT steps on each iteration's kept set")
+
+
+class RLHFConfig(Frozen):
+    """Preference alignment of the SFT policy: DPO on pairs, or PPO / RSF against the reward model.
+
+    `optim` drives every method (steps = DPO steps; PPO and RSF take their step counts from their sections).
+    """
+
+    method: Literal["dpo", "ppo", "rsf"] = "dpo"
+    beta: float = Field(0.1, gt=0, description="DPO β")
     optim: OptimConfig = OptimConfig(lr=5e-6)
+    ppo: PPOConfig = PPOConfig()
+    rsf: RSFConfig = RSFConfig()
+    reward_calibration: Literal["none", "mean", "lwr"] = Field(
+        "none", description="optimise the length-calibrated reward (§2b), re-fitted on a rolling buffer of rollouts")
+    calibration_buffer: int = Field(512, ge=8, description="recent rollout responses the calibration curve is fitted on")
+    calibration_frac: float = Field(0.3, gt=0, le=1, description="LOWESS bandwidth on rollout pools (§2b)")
     resources: Resources = Resources(num_cpus=2)
+
+
+class LinearAlignmentConfig(Frozen):
+    """Linear Alignment (§5): decoding-time alignment of the SFT policy toward a principle, no training."""
+
+    enabled: bool = False
+    principle: str = ("You are a careful assistant. Follow every constraint of the instruction exactly "
+                      "and answer as briefly as the instruction allows.")
+    step_size: float = Field(2.0, ge=0, description="r in l̃ = l_p + r·(l_p − l_0); 0 = principle prompt only")
+    top_p: float = Field(0.8, gt=0, le=1)
+    temperature: float = Field(0.5, gt=0, description="shapes the top-p nucleus of softmax(l_p / T)")
 
 
 class AveragingConfig(Frozen):
@@ -206,6 +280,7 @@ class PipelineConfig(Frozen):
     reward_model: RewardModelConfig = RewardModelConfig()
     reward_eval: RewardEvalConfig = RewardEvalConfig()
     rlhf: RLHFConfig = RLHFConfig()
+    linear_alignment: LinearAlignmentConfig = LinearAlignmentConfig()
     averaging: AveragingConfig = AveragingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     ray: RayConfig = RayConfig()
