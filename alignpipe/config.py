@@ -214,39 +214,93 @@ class LinearAlignmentConfig(Frozen):
     temperature: float = Field(0.5, gt=0, description="shapes the top-p nucleus of softmax(l_p / T)")
 
 
-class AveragingConfig(Frozen):
-    """Model averaging θ = α·θ_sft + (1−α)·θ_rlhf (α = weight on the SFT model, §4)."""
+def _unit_interval_grid(v: tuple[float, ...]) -> tuple[float, ...]:
+    bad = [a for a in v if not 0.0 <= a <= 1.0]
+    if bad:
+        raise ValueError(f"every alpha must lie in [0, 1]; got {bad}")
+    return tuple(sorted(set(v)))
 
-    alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    resources: Resources = Resources(num_cpus=1)
+
+class HMAConfig(Frozen):
+    """Heterogeneous Model Averaging with learned per-block ratios (§4).
+
+    Only the K block scores are trained (all weights frozen), by maximising the merged model's
+    log-likelihood of the RLHF model's highest-reward samples: `prompts` training prompts ×
+    `samples_per_prompt` samples are scored by the RM, `samples` are drawn from the `pool` best.
+    Reference settings (7B): ε = 0.2, lr 2e-5 (4e-5 after PPO/DPO), 1 epoch of ~2,000 samples from the
+    5,000 best. At that lr and a few hundred steps the ratios move by < 1e-3 (measured on the tiny
+    model), i.e. learned HMA = MA; the default lr here is larger so that a small sample moves them.
+    """
+
+    enabled: bool = True
+    alphas: tuple[float, ...] = Field((0.2,), description="mean ratio(s) to learn HMA at (weight on SFT)")
+    eps: float = Field(0.2, gt=0)
+    l1_weight: float = Field(0.0, ge=0, description="pull Σ w|α_k − α| toward α")
+    lr: float = Field(2e-2, gt=0)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=1)
+    prompts: int = Field(64, ge=1, description="training prompts the RLHF model samples on")
+    samples_per_prompt: int = Field(2, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(40, ge=1)
+    pool: int = Field(64, ge=1, description="samples are drawn from this many highest-reward responses")
+    samples: int = Field(48, ge=1)
 
     @field_validator("alphas")
     @classmethod
     def _in_unit_interval(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        bad = [a for a in v if not 0.0 <= a <= 1.0]
-        if bad or not v:
-            raise ValueError(f"every alpha must lie in [0, 1]; got {bad or 'none'}")
-        return tuple(sorted(set(v)))
+        return _unit_interval_grid(v)
 
 
-class HMAConfig(Frozen):
-    """Heterogeneous Model Averaging with learned per-block ratios (§4; pipeline wiring: issue #5).
+class SelectionConfig(Frozen):
+    """Which candidate to promote: `max_reward` (highest reward with tax ≤ tax_budget) or `knee` of the front."""
 
-    Only the K block scores are trained (all weights frozen), by maximising the merged model's
-    log-likelihood of high-reward RLHF samples. Reference settings: K = 3, ε = 0.2, lr 2e-5
-    (4e-5 after PPO/DPO), 1 epoch over ~2,000 samples drawn from the 5,000 best.
+    rule: Literal["max_reward", "knee"] = "max_reward"
+    reward: Literal["gold_score", "rm_score"] = "gold_score"
+    tax_budget: float = Field(0.01, ge=0, description="largest acceptable alignment tax (probe-accuracy drop vs SFT)")
+
+
+class RegistryConfig(Frozen):
+    """MLflow Model Registry entry for the promoted model."""
+
+    enabled: bool = True
+    name: str = Field("alignpipe-policy", min_length=1)
+    alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    log_checkpoint: bool = Field(True, description="copy the checkpoint into the MLflow run (else register its path)")
+
+
+class AveragingConfig(Frozen):
+    """Block-wise averaging of SFT and RLHF weights and the search over ratios (§4; α = weight on SFT).
+
+    Candidates: MA on `alphas`; part-wise MA (one of `blocks` blocks at each `partwise_alphas`);
+    learned HMA (`hma`); `random` ratio vectors on each slice mean α_k = α for α in hma.alphas; then
+    `refine` perturbations of each of the `refine_top` best. Each is evaluated as its own Ray task
+    (evaluation.resources); the Pareto front and the promoted model come from all of them.
     """
 
-    alpha: float = Field(0.2, ge=0.0, le=1.0, description="mean of the block ratios (weight on SFT)")
-    blocks: int = Field(3, ge=1)
-    eps: float = Field(0.2, gt=0)
-    l1_weight: float = Field(0.0, ge=0, description="pull Σ w|α_k − α| toward α")
-    lr: float = Field(4e-5, gt=0)
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(8, ge=1)
-    samples: int = Field(2000, ge=1)
-    pool: int = Field(5000, ge=1, description="samples are drawn from this many highest-reward responses")
+    alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    blocks: int = Field(3, ge=1, description="K contiguous layer blocks")
+    partwise_alphas: tuple[float, ...] = (0.5,)
+    hma: HMAConfig = HMAConfig()
+    random: int = Field(2, ge=0, description="random ratio vectors per slice α")
+    refine: int = Field(0, ge=0, description="perturbations of each of the refine_top best candidates (a second round)")
+    refine_top: int = Field(2, ge=1)
+    refine_step: float = Field(0.15, gt=0, description="σ of the Gaussian perturbation of the ratios")
+    select: SelectionConfig = SelectionConfig()
+    registry: RegistryConfig = RegistryConfig()
     resources: Resources = Resources(num_cpus=2)
+
+    @field_validator("alphas")
+    @classmethod
+    def _in_unit_interval(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v:
+            raise ValueError("the MA grid needs at least one alpha")
+        return _unit_interval_grid(v)
+
+    @field_validator("partwise_alphas")
+    @classmethod
+    def _partwise_in_unit_interval(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        return _unit_interval_grid(v)
 
 
 class EvaluationConfig(Frozen):

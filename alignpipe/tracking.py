@@ -219,3 +219,37 @@ def _record_outputs(client, run_id: str, ref: ArtifactRef) -> None:
         if p.is_file() and p.stat().st_size <= _MAX_LOGGED_FILE and not in_checkpoint:
             rel = p.parent.relative_to(root)
             client.log_artifact(run_id, str(p), None if str(rel) == "." else str(rel))
+
+
+def register_model(ctx: RunContext, ref: ArtifactRef, subdir: str, name: str, alias: str, *, log_checkpoint: bool,
+                   tags: Mapping[str, str]) -> str:
+    """Register the checkpoint `ref/subdir` in the MLflow Model Registry under `name`, point `alias` at it.
+
+    Idempotent per stage output: a version already tagged with this output's fingerprint is reused
+    (a cached re-run does not add versions). With `log_checkpoint` the files are copied into the
+    producing stage's run and the version's source is `runs:/<run>/<subdir>`, so a teammate on the same
+    tracking server can fetch them; otherwise the source is the checkpoint's path on this machine.
+    Returns the version number.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(ctx.tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Policies promoted by alignpipe's reward-vs-tax search.")
+    known = [v for v in client.search_model_versions(f"name = '{name}'")
+             if v.tags.get("alignpipe.fingerprint") == ref.fingerprint]
+    if known:
+        version = known[0].version
+    else:
+        run_id = ref.manifest()["mlflow_run_id"]
+        if log_checkpoint:
+            client.log_artifacts(run_id, str(ref.file(subdir)), subdir)
+            source = f"runs:/{run_id}/{subdir}"
+        else:
+            source = str(ref.file(subdir))
+        version = client.create_model_version(name, source, run_id=run_id,
+                                              tags={**tags, "alignpipe.fingerprint": ref.fingerprint}).version
+    client.set_registered_model_alias(name, alias, version)
+    return str(version)

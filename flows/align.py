@@ -16,9 +16,13 @@ from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
 
 from alignpipe.config import PipelineConfig, RayConfig, Resources
+from alignpipe.eval.metrics import alignment_tax
+from alignpipe.merging.blocks import layer_count
+from alignpipe.merging.search import refine_candidates
+from alignpipe.merging.stream import read_header
 from alignpipe.preflight import preflight
 from alignpipe.tracking import RunContext, end_pipeline_run, start_pipeline_run
-from tasks.averaging import averaging_task
+from tasks.averaging import first_round, hma_learn_task, promote_task
 from tasks.data import data_task
 from tasks.evaluate import evaluate_task
 from tasks.model import model_task
@@ -58,25 +62,68 @@ def _stages(c: PipelineConfig, ctx: RunContext):
     releases a task's CPUs while it blocks in ray.get: a second 2-CPU stage then starts beside it
     and both crawl (seen here: RM and DPO sharing 2 cores, RM steps 4x slower).
     """
-    L = c.model.max_length
+    L, av = c.model.max_length, c.averaging
     base, data = _results(on_ray(model_task, Resources(num_cpus=1), ctx, c.model),
                           on_ray(data_task, Resources(num_cpus=1), ctx, c.data))
+    check_blocks(av.blocks, base)  # before any training: a bad block count would only fail at the search
     sft = on_ray(sft_task, c.sft.resources, ctx, c.sft, L, base, data).result()
     rm, rlhf = _results(
         on_ray(reward_model_task, c.reward_model.resources, ctx, c.reward_model, L,
                sft if c.reward_model.init == "sft" else base, data),
         on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data),
     )
-    averaged, _ = _results(on_ray(averaging_task, c.averaging.resources, ctx, c.averaging, sft, rlhf),
-                           on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data))
-    # Every model produced: (producing stage, α on the averaging family or None).
-    models = {"base": (base, None), "sft": (sft, None), c.rlhf.method: (rlhf, None)}
-    models |= {f"alpha-{a:.4g}": (averaged, a) for a in c.averaging.alphas if 0.0 < a < 1.0}
-    evaluations = _results(*[on_ray(evaluate_task, c.evaluation.resources, ctx, c.evaluation, L, name, ref, alpha, rm, data)
-                             for name, (ref, alpha) in models.items()])
-    # On the averaging family SFT is α = 1 and the RLHF model α = 0 (α = weight on SFT).
-    family_alpha = {"base": None, "sft": 1.0, c.rlhf.method: 0.0} | {n: a for n, (_, a) in models.items() if a is not None}
-    return on_ray(report_task, Resources(num_cpus=1), ctx, family_alpha, evaluations).result()
+    level = [on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data)]
+    if av.hma.enabled:
+        level.append(on_ray(hma_learn_task, av.resources, ctx, av, L, sft, rlhf, rm, data))
+    learned = _results(*level)[1] if av.hma.enabled else None
+    # Every model evaluated: name -> (checkpoint stage, candidate or None, table entry {kind, alpha, spec}).
+    models: dict[str, tuple] = {"base": (base, None, {"kind": "base", "alpha": None}),
+                                "sft": (sft, None, {"kind": "sft", "alpha": 1.0}),
+                                c.rlhf.method: (rlhf, None, {"kind": "rlhf", "alpha": 0.0})}
+    candidates = first_round(av, rlhf, learned, ctx.seed)
+    models |= {cand.name: (rlhf, cand, _entry(cand)) for cand in candidates}
+    evaluations = dict(zip(models, _results(*[_evaluate(c, ctx, name, ref, cand, sft, rm, data)
+                                              for name, (ref, cand, _) in models.items()]), strict=True))
+    if av.refine:  # second round: perturb the best candidates found so far
+        sft_acc = evaluations["sft"].manifest()["metrics"]["probe_accuracy"]
+        ranked = sorted(candidates, key=lambda cand: _objective(evaluations[cand.name], sft_acc, av), reverse=True)
+        more = refine_candidates(ranked[: av.refine_top], av.refine, av.refine_step, ctx.seed, _n_layers(rlhf), set(models))
+        models |= {cand.name: (rlhf, cand, _entry(cand)) for cand in more}
+        evaluations |= dict(zip([m.name for m in more], _results(*[_evaluate(c, ctx, m.name, rlhf, m, sft, rm, data)
+                                                                   for m in more]), strict=True))
+    report = on_ray(report_task, Resources(num_cpus=1), ctx, {n: e for n, (_, _, e) in models.items()},
+                    [evaluations[n] for n in models]).result()
+    on_ray(promote_task, Resources(num_cpus=1), ctx, av, report, sft, rlhf).result()
+    return report
+
+
+def _evaluate(c: PipelineConfig, ctx: RunContext, name: str, ref, cand, sft, rm, data):
+    merge = (sft, cand.to_dict()) if cand is not None else None
+    return on_ray(evaluate_task, c.evaluation.resources, ctx, c.evaluation, c.model.max_length, name, ref, rm, data, merge)
+
+
+def _entry(cand) -> dict:
+    return {"kind": cand.kind, "alpha": cand.alpha, "spec": cand.to_dict()}
+
+
+def _objective(evaluation, sft_probe_accuracy: float, av) -> float:
+    """The selection reward, or −inf beyond the tax budget: the refine round aims inside the budget."""
+    m = evaluation.manifest()["metrics"]
+    within = alignment_tax(m["probe_accuracy"], sft_probe_accuracy) <= av.select.tax_budget
+    return m[av.select.reward] if within else float("-inf")
+
+
+def _n_layers(ref) -> int:
+    return layer_count(read_header(ref.file("model")))
+
+
+def check_blocks(k: int, base) -> None:
+    """Refuse `averaging.blocks` the model cannot be split into, naming both numbers."""
+    import json
+
+    n = json.loads(base.file("model").joinpath("config.json").read_text()).get("num_hidden_layers")
+    if n is not None and not 1 <= k <= n:
+        raise ValueError(f"config key 'averaging.blocks' is {k} but the model has {n} layers: need 1 <= blocks <= {n}")
 
 
 def _results(*futures) -> list:

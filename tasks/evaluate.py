@@ -1,4 +1,8 @@
-"""Stage `evaluate`: one model's RM score, gold score and knowledge-probe accuracy (a task per model)."""
+"""Stage `evaluate`: one model's RM score, gold score and knowledge-probe accuracy (a task per model).
+
+The model is a stage's checkpoint, or — for a candidate of the ratio search — the block-wise merge of
+the SFT and RLHF checkpoints under the candidate's spec, built in memory (no checkpoint is written).
+"""
 
 from pathlib import Path
 
@@ -8,23 +12,30 @@ from prefect.cache_policies import NONE
 from alignpipe.config import EvaluationConfig
 from alignpipe.data.snapshot import read_snapshot
 from alignpipe.eval import evaluate
+from alignpipe.merging.search import Candidate
+from alignpipe.models import load_merged_policy, load_policy
 from alignpipe.store import ArtifactRef
 from alignpipe.tracking import RunContext, run_stage
 from alignpipe.training.optim import set_threads
-from tasks.averaging import averaged_model_dir
 
 
 @task(name="evaluate", cache_policy=NONE)
 def evaluate_task(ctx: RunContext, cfg: EvaluationConfig, max_length: int, name: str, model: ArtifactRef,
-                  alpha: float | None, reward_model: ArtifactRef, data: ArtifactRef) -> ArtifactRef:
-    """Evaluate `model`'s checkpoint, or with `alpha` the averaging stage's checkpoint for that α."""
+                  reward_model: ArtifactRef, data: ArtifactRef, merge: tuple[ArtifactRef, dict] | None = None) -> ArtifactRef:
+    """Evaluate `model`'s checkpoint; with `merge` = (sft, candidate dict), the merge of sft and `model` (the RLHF stage)."""
     set_threads(cfg.resources.num_cpus)
-    model_dir = averaged_model_dir(model, alpha) if alpha is not None else model.file("model")
+    inputs = {"model": model, "reward_model": reward_model, "data": data}
+    if merge is not None:
+        inputs["sft"] = merge[0]
 
     def body(out: Path, log):
+        if merge is None:
+            policy, tok = load_policy(model.file("model"))
+        else:
+            policy, tok = load_merged_policy(merge[0].file("model"), model.file("model"), Candidate.from_dict(merge[1]).spec)
         prompts, probes = read_snapshot(data.file("eval_prompts.parquet")), read_snapshot(data.file("probes.parquet"))
-        return evaluate.run(model_dir, reward_model.file("model"), prompts, probes, cfg, out,
+        return evaluate.run(policy, tok, reward_model.file("model"), prompts, probes, cfg, out,
                             max_length=max_length, seed=ctx.seed)
 
-    stage_cfg = {**cfg.model_dump(), "max_length": max_length, "model": name, "alpha": alpha}
-    return run_stage(ctx, f"evaluate_{name}", stage_cfg, {"model": model, "reward_model": reward_model, "data": data}, body)
+    stage_cfg = {**cfg.model_dump(), "max_length": max_length, "model": name, "merge": merge[1] if merge else None}
+    return run_stage(ctx, f"evaluate_{name}", stage_cfg, inputs, body)

@@ -11,12 +11,18 @@ from alignpipe.tracking import RunContext, log_artifact, run_stage
 
 
 @task(name="report", cache_policy=NONE)
-def report_task(ctx: RunContext, models: dict[str, float | None], evaluations: list[ArtifactRef]) -> ArtifactRef:
-    """`models` maps each evaluated model's name to its α (None outside the averaging family), in the order of `evaluations`."""
+def report_task(ctx: RunContext, models: dict[str, dict], evaluations: list[ArtifactRef]) -> ArtifactRef:
+    """`models` maps each evaluated model's name, in the order of `evaluations`, to {kind, alpha, spec}:
+    alpha its mean SFT weight (None outside the averaging family), spec its merge (None if not a merge)."""
 
     def body(out: Path, log):
-        entries = [{"model": name, "alpha": alpha, "path": ev.path, **ev.manifest()["metrics"]}
-                   for (name, alpha), ev in zip(models.items(), evaluations, strict=True)]
+        entries = []
+        for (name, m), ev in zip(models.items(), evaluations, strict=True):
+            spec = m.get("spec") or {}
+            entries.append({"model": name, "kind": m["kind"], "alpha": m["alpha"], "path": ev.path,
+                            "boundaries": spec.get("boundaries"), "ratios": spec.get("alphas"),
+                            "head_alpha": spec.get("head_alpha"), "embed_alpha": spec.get("embed_alpha"),
+                            **ev.manifest()["metrics"]})
         return summary.run(entries, out)
 
     ref = run_stage(ctx, "report", {"models": models}, {n: e for n, e in zip(models, evaluations, strict=True)}, body)

@@ -32,3 +32,21 @@ def tiny_dir() -> Path:
     from alignpipe.models import resolve_model
 
     return resolve_model("tiny", MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_rl_dir(tiny_dir, tmp_path_factory) -> Path:
+    """A second checkpoint of the tiny Llama: every weight nudged by seeded noise, as a stand-in "RLHF" model."""
+    import torch
+
+    from alignpipe.models import load_policy
+
+    out = tmp_path_factory.mktemp("tiny_rl")
+    model, tok = load_policy(tiny_dir)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out

@@ -7,6 +7,7 @@ swamp the differences between neighbouring averaged models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,18 +18,23 @@ from alignpipe.eval.generation import generate_responses
 from alignpipe.eval.metrics import accuracy, per_group_accuracy
 from alignpipe.eval.probes import score_probes
 from alignpipe.eval.scoring import gold_scores, reward_scores
-from alignpipe.models import RewardModel, load_policy, load_tokenizer
+from alignpipe.models import RewardModel, load_tokenizer
 from alignpipe.store import StageResult
 
 
-def run(model_dir: Path, rm_dir: Path, prompts: list[dict], probes: list[dict], cfg: EvaluationConfig,
-        out_dir: Path, *, max_length: int, seed: int) -> StageResult:
-    """Write responses.parquet and probes.parquet to out_dir; return the model's metrics."""
+def run(model, tok, rm_dir: Path, prompts: list[dict], probes: list[dict], cfg: EvaluationConfig,
+        out_dir: Path, *, max_length: int, seed: int, generate: Callable = generate_responses) -> StageResult:
+    """Evaluate a loaded policy (checkpoint, in-memory merge, …); write responses.parquet and
+    probes.parquet to out_dir; return the model's metrics.
+
+    `generate(model, tok, prompts, *, max_new_tokens, temperature, batch_size, seed) -> responses` is
+    plain decoding by default; a decoding-time aligner (Linear Alignment) passes its own. Probes are
+    always scored by the model's own log-likelihoods: the tax is the policy's, not the decoder's.
+    """
     torch.manual_seed(seed)
-    model, tok = load_policy(model_dir)
     texts = [p["prompt"] for p in prompts]
-    responses = generate_responses(model, tok, texts, max_new_tokens=cfg.max_new_tokens,
-                                   temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed)
+    responses = generate(model, tok, texts, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed)
     predicted = score_probes(model, tok, probes, batch_size=2 * cfg.batch_size)
     del model
     rm = RewardModel.load(rm_dir)

@@ -17,12 +17,13 @@ from alignpipe.store import StageResult
 
 
 def build_table(entries: list[dict]) -> pd.DataFrame:
-    """entries: {"model": name, "alpha": float | None, "path": str, **metrics} -> table with alignment_tax and pareto flags."""
+    """entries: {"model": name, "kind": str, "alpha": float | None, "path": str, **metrics} -> the table
+    with alignment_tax and on_pareto_front columns (front over gold reward and tax, all rows)."""
     table = pd.DataFrame(entries)
     table["alpha"] = table["alpha"].astype(float)
-    ref = table.loc[table["model"] == "sft", "probe_accuracy"]
+    ref = table.loc[table["kind"] == "sft", "probe_accuracy"]
     if ref.empty:
-        raise ValueError("the evaluation table needs an 'sft' row: the tax is measured against it")
+        raise ValueError("the evaluation table needs a row of kind 'sft': the tax is measured against it")
     table["alignment_tax"] = [alignment_tax(a, float(ref.iloc[0])) for a in table["probe_accuracy"]]
     front = pareto_front(table["gold_score"].tolist(), table["alignment_tax"].tolist())
     table["on_pareto_front"] = [i in front for i in range(len(table))]
@@ -30,7 +31,7 @@ def build_table(entries: list[dict]) -> pd.DataFrame:
 
 
 def run(entries: list[dict], out_dir: Path) -> StageResult:
-    """Write evaluation.parquet and the reward-vs-tax plots (gold reward and RM reward)."""
+    """Write evaluation.parquet (a row per model) and the reward-vs-tax plots (gold reward and RM reward)."""
     table = build_table(entries)
     table.to_parquet(out_dir / "evaluation.parquet", index=False)
     plot_reward_vs_tax(table, out_dir / "reward_vs_tax.png", reward_col="gold_score")

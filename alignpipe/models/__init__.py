@@ -3,10 +3,11 @@
 from alignpipe.models.loading import (
     ModelNotFoundError,
     default_device,
+    load_merged_policy,
     load_policy,
     load_tokenizer,
     resolve_model,
 )
 from alignpipe.models.reward import RewardModel
 
-__all__ = ["ModelNotFoundError", "RewardModel", "default_device", "load_policy", "load_tokenizer", "resolve_model"]
+__all__ = ["ModelNotFoundError", "RewardModel", "default_device", "load_merged_policy", "load_policy", "load_tokenizer", "resolve_model"]

@@ -144,3 +144,26 @@ def load_policy(model_dir: str | Path, dtype: str = "float32", device: str | Non
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), use_safetensors=True)
     model.to(device or default_device()).eval()
     return model, load_tokenizer(model_dir)
+
+
+def load_merged_policy(sft_dir: str | Path, rl_dir: str | Path, spec, device: str | None = None):
+    """(causal LM, tokenizer) with the block-wise merge of two checkpoints under `spec`, in memory.
+
+    The same tensors `merging.stream.merge_files` would write: the merge runs over the checkpoint
+    files' keys (a tied lm_head is not in the file and follows the embeddings, as in the export), so a
+    searched candidate and its exported checkpoint are the same model. Peak memory ≈ three models.
+    """
+    from safetensors.torch import load_file
+
+    from alignpipe.merging.blocks import merge_blocks
+
+    def weights(d: str | Path) -> dict:
+        return {k: v for shard in sorted(Path(d).glob("*.safetensors")) for k, v in load_file(shard).items()}
+
+    merged = merge_blocks(weights(sft_dir), weights(rl_dir), spec)
+    model, tok = load_policy(rl_dir, device=device)
+    missing, unexpected = model.load_state_dict(merged, strict=False)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    if unexpected or set(missing) - tied:
+        raise ValueError(f"merged weights do not fit the model of {rl_dir}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval(), tok

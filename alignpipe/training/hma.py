@@ -5,7 +5,8 @@ mean_k α_k = α (until clamping). Only the K scores s_k are trained, by minimis
 NLL of high-reward RLHF responses (a proxy for maximising reward), plus an optional L1 pull
 l1_weight·Σ_k |α_k − α| toward α. The final norm, lm_head and the embeddings keep α (§4, and the
 rule of `merging.blocks` shared with MA and part-wise MA). The result is exported as an ordinary
-checkpoint by the streaming merge, so it is evaluated exactly like an MA model.
+candidate of the ratio search (`merging.search`), evaluated in memory like every other candidate
+and exported by the streaming merge only if promoted.
 
 Simplified, and why:
   - the merged model runs through `torch.func.functional_call` with full-vocabulary logits, not the
@@ -41,6 +42,8 @@ from torch.func import functional_call
 
 from alignpipe.config import HMAConfig
 from alignpipe.data.chat import collate, encode
+from alignpipe.eval.generation import generate_responses
+from alignpipe.eval.scoring import reward_scores
 from alignpipe.losses.logprobs import masked_mean, shifted, token_logps
 from alignpipe.merging.average import MergeError, check_compatible
 from alignpipe.merging.blocks import (
@@ -52,8 +55,8 @@ from alignpipe.merging.blocks import (
     layer_count,
     validate,
 )
-from alignpipe.merging.stream import Header, check_headers, merge_files, read_header
-from alignpipe.models import load_policy
+from alignpipe.merging.stream import Header, check_headers, read_header
+from alignpipe.models import RewardModel, load_policy, load_tokenizer
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
 from alignpipe.training.optim import batch_indices, seed_everything
@@ -113,47 +116,85 @@ def _frozen_weights(model, sft_header: Header, rl_header: Header) -> tuple[dict[
     return sft, rl
 
 
-def run(cfg: HMAConfig, sft_dir: Path, rl_dir: Path, samples: list[dict], out_dir: Path, log: MetricLogger,
-        *, max_length: int, seed: int) -> StageResult:
-    """Learn K block ratios on samples {prompt, response}; write out_dir/hma.json and out_dir/model."""
+def rlhf_samples(cfg: HMAConfig, rl_dir: Path, rm_dir: Path, prompts: list[str], *, max_length: int,
+                 seed: int, batch_size: int = 16) -> tuple[list[dict], list[float]]:
+    """The RLHF model's sampled responses to the first cfg.prompts prompts (cfg.samples_per_prompt each,
+    temperature cfg.temperature) and their raw RM scores: -> ([{prompt, response}], rewards)."""
+    model, tok = load_policy(rl_dir)
+    model.eval()
+    asked = [p for p in prompts[: cfg.prompts] for _ in range(cfg.samples_per_prompt)]
+    responses = generate_responses(model, tok, asked, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                   batch_size=batch_size, seed=seed)
+    del model
+    rm = RewardModel.load(rm_dir)
+    rewards = reward_scores(rm, load_tokenizer(rm_dir), asked, responses, max_length=max_length, batch_size=batch_size)
+    return [{"prompt": p, "response": r} for p, r in zip(asked, responses, strict=True)], rewards
+
+
+def learn_ratios(cfg: HMAConfig, alpha: float, model, tok, sft: Mapping[str, Tensor], rl: Mapping[str, Tensor],
+                 boundaries: tuple[int, ...], samples: list[dict], log: MetricLogger, *, max_length: int, seed: int,
+                 step0: int = 0, prefix: str = "") -> dict:
+    """Fit the K block scores at mean ratio `alpha` on samples {prompt, response}.
+
+    `model` is the skeleton whose forward runs the merged parameters (loaded from the RLHF dir, frozen);
+    sft / rl are the frozen state dicts (`_frozen_weights`). Logs loss, nll and every α_k per step
+    (keys prefixed by `prefix`, steps from `step0`). -> {alpha, boundaries, alphas, scores, final_loss, steps}.
+    """
     if not samples:
         raise ValueError("HMA needs at least one (prompt, response) sample to fit the block ratios")
     seed_everything(seed)
-    model, tok = load_policy(rl_dir)
-    model.requires_grad_(False)
-    sft_header, rl_header = read_header(sft_dir), read_header(rl_dir)
-    boundaries = default_boundaries(layer_count(rl_header), cfg.blocks)
-    spec = BlockSpec(boundaries, (cfg.alpha,) * cfg.blocks, head_alpha=cfg.alpha, embed_alpha=cfg.alpha)
-    check_headers(sft_header, rl_header, spec)  # fail before any compute
-    sft, rl = _frozen_weights(model, sft_header, rl_header)
+    k = len(boundaries) - 1
+    spec = BlockSpec(boundaries, (alpha,) * k, head_alpha=alpha, embed_alpha=alpha)
     examples = [encode(tok, r["prompt"], r["response"], max_length) for r in samples]
     # s_k = logit(α) (reference init); the eps keeps α ∈ {0, 1} finite — equal scores give α_k = α anyway
-    init = torch.logit(torch.tensor(cfg.alpha), eps=1e-6).item()
-    scores = torch.nn.Parameter(torch.full((cfg.blocks,), init, device=model.device))
+    init = torch.logit(torch.tensor(alpha), eps=1e-6).item()
+    scores = torch.nn.Parameter(torch.full((k,), init, device=model.device))
     opt = torch.optim.Adam([scores], lr=cfg.lr)
     steps = cfg.epochs * math.ceil(len(examples) / cfg.batch_size)
     loss = torch.tensor(float("nan"))
     for step, idx in enumerate(batch_indices(len(examples), cfg.batch_size, steps, seed)):
         batch = collate([examples[i] for i in idx], tok.pad_token_id, model.device)
-        alphas = hma_alphas(scores, cfg.alpha, cfg.eps)
+        alphas = hma_alphas(scores, alpha, cfg.eps)
         params = merged_parameters(sft, rl, alphas, spec)
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         logits, targets, mask = shifted(functional_call(model, params, args=(), kwargs=inputs).logits, batch["labels"])
         nll = -masked_mean(token_logps(logits, targets), mask)  # mean over the batch's response tokens
-        loss = nll + cfg.l1_weight * (alphas - cfg.alpha).abs().sum()
+        loss = nll + cfg.l1_weight * (alphas - alpha).abs().sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        log.log({"loss": loss.item(), "nll": nll.item(), **{f"alpha_{k}": a for k, a in enumerate(alphas.tolist())}}, step)
+        log.log({f"{prefix}loss": loss.item(), f"{prefix}nll": nll.item(),
+                 **{f"{prefix}alpha_{j}": a for j, a in enumerate(alphas.tolist())}}, step0 + step)
     with torch.no_grad():
-        final = tuple(hma_alphas(scores, cfg.alpha, cfg.eps).tolist())  # clamped to [0, 1]
+        final = hma_alphas(scores, alpha, cfg.eps).tolist()  # clamped to [0, 1]
+    return {"alpha": alpha, "boundaries": list(boundaries), "alphas": final, "scores": scores.detach().tolist(),
+            "final_loss": loss.item(), "steps": steps}
+
+
+def run(cfg: HMAConfig, blocks: int, sft_dir: Path, rl_dir: Path, samples: list[dict], out_dir: Path,
+        log: MetricLogger, *, max_length: int, seed: int) -> StageResult:
+    """Learn K = `blocks` ratios at each mean α of cfg.alphas; write out_dir/hma.json {f"{α:.4g}": fit}.
+
+    No checkpoint is written: the search evaluates the ratios in memory and promotion exports the pick.
+    """
+    if not samples:
+        raise ValueError("HMA needs at least one (prompt, response) sample to fit the block ratios")
+    model, tok = load_policy(rl_dir)
+    model.requires_grad_(False)
+    sft_header, rl_header = read_header(sft_dir), read_header(rl_dir)
+    boundaries = default_boundaries(layer_count(rl_header), blocks)
+    for alpha in cfg.alphas:  # fail before any compute
+        check_headers(sft_header, rl_header, BlockSpec(boundaries, (alpha,) * blocks, alpha, alpha))
+    sft, rl = _frozen_weights(model, sft_header, rl_header)
+    fits, step0, metrics = {}, 0, {"samples": len(samples)}
+    for alpha in cfg.alphas:
+        prefix = f"a{alpha:.4g}/" if len(cfg.alphas) > 1 else ""
+        fit = learn_ratios(cfg, alpha, model, tok, sft, rl, boundaries, samples, log, max_length=max_length,
+                           seed=seed, step0=step0, prefix=prefix)
+        fits[f"{alpha:.4g}"] = fit | {"eps": cfg.eps}
+        step0 += fit["steps"]
+        metrics |= {f"{prefix}final_loss": fit["final_loss"], **{f"{prefix}alpha_{j}": a for j, a in enumerate(fit["alphas"])}}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "hma.json").write_text(json.dumps({
-        "boundaries": list(boundaries), "alphas": list(final), "alpha": cfg.alpha, "eps": cfg.eps,
-        "scores": scores.detach().tolist(),
-    }, indent=2))
-    merge_files(sft_dir, rl_dir, BlockSpec(boundaries, final, head_alpha=cfg.alpha, embed_alpha=cfg.alpha), out_dir / "model")
-    return StageResult(metrics={
-        "final_loss": loss.item(), **{f"alpha_{k}": a for k, a in enumerate(final)}, "samples": len(examples),
-    })
+    (out_dir / "hma.json").write_text(json.dumps(fits, indent=2))
+    return StageResult(metrics=metrics)

@@ -1,6 +1,7 @@
 """The real pipeline on the tiny config: a Prefect flow run on a local Ray, tracked in MLflow sqlite,
 started through the CLI exactly as a user starts it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
-STAGES = {"model", "data", "sft", "reward_model", "reward_eval", "rlhf_dpo", "averaging", "evaluate_base", "evaluate_sft",
-          "evaluate_dpo", "evaluate_alpha-0.5", "report"}
+CANDIDATES = {"ma-0.5", "partwise-b0-0.5", "partwise-b1-0.5", "hma-0.5"}  # + one random vector on the slice α = 0.5
+STAGES = {"model", "data", "sft", "reward_model", "reward_eval", "rlhf_dpo", "hma_learn", "evaluate_base", "evaluate_sft",
+          "evaluate_dpo", *(f"evaluate_{c}" for c in CANDIDATES), "report", "promote"}
 
 
 def _run(artifacts) -> subprocess.CompletedProcess:
@@ -45,7 +47,9 @@ def test_parent_run_with_a_child_per_stage(first_run):
     assert parent.data.params["model.name"] == "tiny" and parent.data.tags["alignpipe.seed"] == "0"
     assert {"config.yaml", "evaluation.parquet", "reward_vs_tax.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     children = _children(client, exp, parent.info.run_id)
-    assert {c.info.run_name for c in children} == STAGES
+    names = {c.info.run_name for c in children}
+    assert STAGES <= names and len([n for n in names - STAGES if n.startswith("evaluate_random0-0.5-")]) == 1
+    assert len(names) == len(STAGES) + 1
     assert all(c.info.status == "FINISHED" for c in children)
     sft = next(c for c in children if c.info.run_name == "sft")
     assert len(sft.data.params["data.data.sft.parquet"]) == 64  # the input data's content hash
@@ -57,13 +61,31 @@ def test_evaluation_table_and_plot(first_run):
     artifacts, client, exp = first_run
     report = next(iter((artifacts / "stages" / "report").iterdir()))
     table = pd.read_parquet(report / "evaluation.parquet").set_index("model")
-    assert set(table.index) == {"base", "sft", "dpo", "alpha-0.5"}
+    assert {"base", "sft", "dpo"} | CANDIDATES <= set(table.index) and len(table) == 8
+    assert table.loc["hma-0.5", "kind"] == "hma" and table.loc["partwise-b1-0.5", "ratios"].tolist() == [0.0, 0.5]
     for col in ("gold_score", "rm_score", "probe_accuracy", "alignment_tax", "response_length"):
         assert table[col].notna().all(), col
     assert table.loc["sft", "alignment_tax"] == 0.0
     assert table.loc["dpo", "alignment_tax"] == pytest.approx(table.loc["sft", "probe_accuracy"] - table.loc["dpo", "probe_accuracy"])
-    assert table.loc["alpha-0.5", "alpha"] == 0.5 and table.loc["sft", "alpha"] == 1.0
+    assert table.loc["ma-0.5", "alpha"] == 0.5 and table.loc["sft", "alpha"] == 1.0 and table.loc["partwise-b0-0.5", "alpha"] == 0.25
     assert (report / "reward_vs_tax.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_pick_is_exported_logged_and_registered_under_its_alias(first_run):
+    artifacts, client, exp = first_run
+    promote = next(iter((artifacts / "stages" / "promote").iterdir()))
+    info = json.loads((promote / "manifest.json").read_text())["info"]
+    candidates = pd.read_parquet(promote / "candidates.parquet")
+    assert candidates["promoted"].sum() == 1 and candidates.loc[candidates["promoted"], "model"].item() == info["model"]
+    assert (promote / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    version = client.get_model_version_by_alias("alignpipe-policy", "champion")
+    assert version.tags["alignpipe.candidate"] == info["model"] and version.source.startswith("runs:/")
+    logged = {a.path for a in client.list_artifacts(version.run_id, "model")}
+    assert {"model/config.json", "model/model.safetensors"} <= logged
+    # the registered files are the exported checkpoint, and it loads as a model
+    from alignpipe.models import load_policy
+
+    load_policy(promote / "model")
 
 
 def test_rerun_reuses_every_finished_stage(first_run):
@@ -71,8 +93,9 @@ def test_rerun_reuses_every_finished_stage(first_run):
     _run(artifacts)
     parents = client.search_runs([exp], "tags.`alignpipe.stage` = 'pipeline'", order_by=["attributes.start_time DESC"])
     children = _children(client, exp, parents[0].info.run_id)
-    assert {c.info.run_name for c in children} == STAGES
+    assert STAGES <= {c.info.run_name for c in children} and len(children) == len(STAGES) + 1
     assert all(c.data.tags["alignpipe.cached"] == "true" for c in children)
+    assert len(client.search_model_versions("name = 'alignpipe-policy'")) == 1  # no new version for the same output
     first = {c.info.run_name: c.data.metrics for c in _children(client, exp, parents[1].info.run_id)}
     for c in children:  # a cached child reports the stage's final metrics, identical to the first run's
         assert c.data.metrics and all(first[c.info.run_name][k] == v for k, v in c.data.metrics.items()), c.info.run_name

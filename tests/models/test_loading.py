@@ -49,3 +49,21 @@ def test_reward_model_pools_last_attended_token_and_roundtrips(tiny_dir, tmp_pat
     with torch.inference_mode():
         assert torch.allclose(back(ids, mask), r, atol=1e-6)
     assert (back.mean, back.std) == (0.5, 2.0)
+
+
+def test_in_memory_merge_is_the_exported_checkpoint(tiny_dir, tiny_rl_dir, tmp_path):
+    """A searched candidate (merged in memory) and its streamed export give bit-identical logits."""
+    import torch
+
+    from alignpipe.merging.blocks import BlockSpec
+    from alignpipe.merging.stream import merge_files
+    from alignpipe.models import load_merged_policy, load_policy
+
+    rl, tok = load_policy(tiny_rl_dir)
+    spec = BlockSpec((0, 1, 2), (0.7, 0.1), head_alpha=0.4, embed_alpha=0.9)
+    merged, _ = load_merged_policy(tiny_dir, tiny_rl_dir, spec)
+    exported, _ = load_policy(merge_files(tiny_dir, tiny_rl_dir, spec, tmp_path / "out"))
+    ids = torch.tensor([tok("Name three colours.").input_ids])
+    with torch.no_grad():
+        assert torch.equal(merged(input_ids=ids).logits, exported(input_ids=ids).logits)
+        assert not torch.allclose(merged(input_ids=ids).logits, rl(input_ids=ids).logits)

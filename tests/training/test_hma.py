@@ -58,8 +58,8 @@ def weights(checkpoints):
 @pytest.fixture(scope="module")
 def trained(checkpoints, tmp_path_factory):
     out, log = tmp_path_factory.mktemp("hma_run"), Recorder()
-    cfg = HMAConfig(alpha=0.5, blocks=2, lr=5e-2, epochs=5, batch_size=4)
-    result = hma.run(cfg, *checkpoints, ROWS, out, log, max_length=64, seed=0)
+    cfg = HMAConfig(alphas=(0.5,), lr=5e-2, epochs=5, batch_size=4)
+    result = hma.run(cfg, 2, *checkpoints, ROWS, out, log, max_length=64, seed=0)
     return result, [m for _, m in log.rows], out
 
 
@@ -132,21 +132,29 @@ def test_run_raises_the_ratio_of_the_block_rl_broke_and_lowers_the_loss(trained)
     assert result.metrics["final_loss"] == pytest.approx(losses[-1])
 
 
-def test_run_writes_hma_json_and_the_merged_checkpoint(trained, weights):
+def test_run_writes_the_fitted_ratios(trained):
     result, _, out = trained
-    saved = json.loads((out / "hma.json").read_text())
-    assert saved["boundaries"] == [0, 1, 2] and saved["alpha"] == 0.5 and saved["eps"] == 0.2
+    saved = json.loads((out / "hma.json").read_text())["0.5"]
+    assert saved["boundaries"] == [0, 1, 2] and saved["alpha"] == 0.5 and saved["eps"] == 0.2 and saved["steps"] == 5
     assert saved["alphas"] == [result.metrics["alpha_0"], result.metrics["alpha_1"]]
     assert torch.allclose(hma_alphas(torch.tensor(saved["scores"]), 0.5, 0.2), torch.tensor(saved["alphas"]))
-    model, _ = load_policy(out / "model")
-    expected = merge_blocks(*weights, BlockSpec((0, 1, 2), tuple(saved["alphas"]), 0.5, 0.5))
-    state = model.state_dict()
-    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    assert not (out / "model").exists()  # the search evaluates in memory; only the promoted pick is exported
+
+
+def test_run_fits_each_mean_alpha_with_its_own_prefix(checkpoints, tmp_path):
+    log = Recorder()
+    cfg = HMAConfig(alphas=(0.2, 0.5), lr=5e-2, epochs=2, batch_size=4)
+    result = hma.run(cfg, 2, *checkpoints, ROWS, tmp_path, log, max_length=64, seed=0)
+    fits = json.loads((tmp_path / "hma.json").read_text())
+    assert set(fits) == {"0.2", "0.5"} and [s for s, _ in log.rows] == [0, 1, 2, 3]
+    assert {"a0.2/alpha_0", "a0.5/alpha_1"} <= set(result.metrics)
+    for key, fit in fits.items():
+        assert sum(fit["alphas"]) / 2 == pytest.approx(float(key), abs=1e-6)  # mean kept (no clamping here)
 
 
 def test_run_needs_samples(checkpoints, tmp_path):
     with pytest.raises(ValueError, match="at least one"):
-        hma.run(HMAConfig(blocks=2), *checkpoints, [], tmp_path, NullLogger(), max_length=64, seed=0)
+        hma.run(HMAConfig(), 2, *checkpoints, [], tmp_path, NullLogger(), max_length=64, seed=0)
 
 
 def test_select_top_samples_draws_from_the_reward_pool_only():
