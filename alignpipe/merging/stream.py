@@ -1,8 +1,10 @@
 """Stream a block-wise merge (ALGORITHMS §4) between two safetensors model directories.
 
 Tensors are read one at a time with `safe_open`, one from each side, merged with `merge_tensor`
-and collected into the output shard, which is written before the next shard is read: peak memory is
-about one output shard plus two tensors, not three models. The output keeps the RLHF model's shard
+and appended to the output shard at once: the shard's header (names, dtypes, shapes, offsets) is known
+from the input headers before any data is read, so it is written first and each merged tensor goes to
+disk before the next is read. Peak anonymous memory is about two input tensors plus one merged
+tensor, not three models (the inputs are memory-mapped: their pages are file-backed and evictable). The output keeps the RLHF model's shard
 layout (so its `model.safetensors.index.json` stays valid); the SFT model may be sharded differently.
 Everything — key sets, shapes, dtypes, the spec — is checked from the file headers before anything
 is written, and the output directory appears complete or not at all (temp dir + rename).
@@ -10,13 +12,18 @@ is written, and the output directory appears complete or not at all (temp dir + 
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
+import struct
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from torch import Tensor
 
 from alignpipe.merging.average import MergeError
 from alignpipe.merging.blocks import BlockSpec, alpha_for, layer_count, merge_tensor, validate
@@ -84,7 +91,7 @@ def merge_files(sft_dir: Path, rl_dir: Path, spec: BlockSpec, out_dir: Path) -> 
 
 
 def _write_shards(sft: Header, rl: Header, spec: BlockSpec, tmp: Path) -> None:
-    """One output shard per RLHF shard, each written before the next is read."""
+    """One output shard per RLHF shard, streamed tensor by tensor (`write_streamed`)."""
     by_shard: dict[Path, list[str]] = {}
     for key, (shard, _, _) in rl.items():
         by_shard.setdefault(shard, []).append(key)
@@ -94,9 +101,41 @@ def _write_shards(sft: Header, rl: Header, spec: BlockSpec, tmp: Path) -> None:
         for shard, keys in sorted(by_shard.items()):
             with safe_open(shard, framework="pt") as f_rl:
                 metadata = {**(f_rl.metadata() or {}), "format": "pt"}
-                out = {}
-                for key in keys:
-                    t_sft = sft_files[sft[key][0]].get_tensor(key)
-                    out[key] = merge_tensor(key, t_sft, f_rl.get_tensor(key), spec).contiguous()
-            save_file(out, tmp / shard.name, metadata=metadata)
-            del out
+                merged = (merge_tensor(key, sft_files[sft[key][0]].get_tensor(key), f_rl.get_tensor(key), spec)
+                          for key in keys)
+                write_streamed(tmp / shard.name, [(key, rl[key][1], rl[key][2]) for key in keys], merged, metadata)
+
+
+_DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+                "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def write_streamed(path: Path, entries: list[tuple[str, tuple[int, ...], str]], tensors: Iterator[Tensor],
+                   metadata: dict[str, str]) -> None:
+    """Write a .safetensors file whose tensors arrive one at a time, in the order of `entries`.
+
+    entries: (name, shape, safetensors dtype) of each tensor. The header (8-byte little-endian length,
+    JSON padded with spaces to a multiple of 8, as the safetensors writer does) is written first;
+    each tensor's bytes follow as it arrives, checked against its entry. The result is an ordinary
+    safetensors file (`safe_open` / `load_file` read it).
+    """
+    offsets, pos = {}, 0
+    for name, shape, dtype in entries:
+        if dtype not in _DTYPE_BYTES:
+            raise MergeError(f"tensor '{name}' has dtype {dtype}, which the streaming writer does not know")
+        size = math.prod(shape) * _DTYPE_BYTES[dtype]
+        offsets[name], pos = [pos, pos + size], pos + size
+    header = {"__metadata__": metadata} | {name: {"dtype": dtype, "shape": list(shape), "data_offsets": offsets[name]}
+                                           for name, shape, dtype in entries}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb", buffering=0) as f:  # unbuffered: each tensor is on disk when the next is read
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for (name, shape, _), tensor in zip(entries, tensors, strict=True):
+            if tuple(tensor.shape) != tuple(shape):
+                raise MergeError(f"tensor '{name}' arrived with shape {tuple(tensor.shape)}, header says {tuple(shape)}")
+            data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy()
+            if data.nbytes != offsets[name][1] - offsets[name][0]:
+                raise MergeError(f"tensor '{name}' arrived as {tensor.dtype}, not the header's dtype")
+            f.write(memoryview(data))

@@ -67,15 +67,34 @@ def test_streamed_merge_equals_in_memory_merge_bitwise(tmp_path, sft_shards):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "rl", "sft"]  # no temp dir left
 
 
-def test_each_shard_is_written_before_the_next_is_read(tmp_path, monkeypatch):
+def test_each_tensor_is_on_disk_before_the_next_is_read(tmp_path, monkeypatch):
     sft_dir, rl_dir = write_checkpoint(llama(1), tmp_path / "sft"), write_checkpoint(llama(2), tmp_path / "rl")
     events = []
-    real_merge, real_save = stream.merge_tensor, stream.save_file
-    monkeypatch.setattr(stream, "merge_tensor", lambda key, *a: events.append(key) or real_merge(key, *a))
-    monkeypatch.setattr(stream, "save_file", lambda t, path, **kw: events.append(Path(path).name) or real_save(t, path, **kw))
+    real_merge = stream.merge_tensor
+
+    def merge_and_look(key, *a):
+        # every tensor merged so far is already in the output file (its size grows tensor by tensor)
+        events.append((key, sum(f.stat().st_size for f in tmp_path.glob(".merged.tmp-*/*.safetensors"))))
+        return real_merge(key, *a)
+
+    monkeypatch.setattr(stream, "merge_tensor", merge_and_look)
     merge_files(sft_dir, rl_dir, SPEC, tmp_path / "merged")
     first, second = (list(load_file(rl_dir / f"model-0000{i}-of-00002.safetensors")) for i in (1, 2))
-    assert events == first + ["model-00001-of-00002.safetensors"] + second + ["model-00002-of-00002.safetensors"]
+    assert [k for k, _ in events] == first + second
+    sizes = [size for _, size in events]
+    assert sizes[0] > 0 and all(b > a for a, b in zip(sizes[: len(first)], sizes[1 : len(first)], strict=False))
+
+
+def test_the_streamed_writer_matches_safetensors_for_every_dtype(tmp_path):
+    tensors = {"a": torch.randn(3, 4), "b": torch.randn(5).to(torch.bfloat16), "c": torch.arange(6, dtype=torch.int64).reshape(2, 3),
+               "d": torch.randn(2, 2).half(), "e": torch.tensor([True, False])}
+    codes = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64", torch.float16: "F16", torch.bool: "BOOL"}
+    entries = [(k, tuple(t.shape), codes[t.dtype]) for k, t in tensors.items()]
+    stream.write_streamed(tmp_path / "x.safetensors", entries, iter(tensors.values()), {"format": "pt"})
+    back = load_file(tmp_path / "x.safetensors")
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], t) for k, t in tensors.items())
+    with pytest.raises(MergeError, match="tensor 'a' arrived with shape"):
+        stream.write_streamed(tmp_path / "y.safetensors", entries, iter([torch.zeros(2)]), {})
 
 
 def _shape(s):
@@ -99,7 +118,7 @@ def test_a_mismatched_checkpoint_is_refused_before_anything_is_written(tmp_path,
     sft = llama(1)
     corrupt(sft)  # the difference sits in the second shard: the first would be mergeable
     sft_dir, rl_dir = write_checkpoint(sft, tmp_path / "sft"), write_checkpoint(llama(2), tmp_path / "rl")
-    monkeypatch.setattr(stream, "save_file", lambda *a, **kw: pytest.fail("a shard was written"))
+    monkeypatch.setattr(stream, "write_streamed", lambda *a, **kw: pytest.fail("a shard was written"))
     with pytest.raises(MergeError, match=message):
         merge_files(sft_dir, rl_dir, SPEC, tmp_path / "merged")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rl", "sft"]
@@ -128,14 +147,14 @@ def test_an_unknown_key_is_refused_before_anything_is_written(tmp_path):
 
 def test_a_failure_mid_write_leaves_no_output(tmp_path, monkeypatch):
     sft_dir, rl_dir = write_checkpoint(llama(1), tmp_path / "sft"), write_checkpoint(llama(2), tmp_path / "rl")
-    real_save = stream.save_file
+    real_write = stream.write_streamed
 
-    def save_then_fail(tensors, path, **kw):
+    def write_then_fail(path, *a, **kw):
         if "00002" in Path(path).name:
             raise OSError("disk full")
-        real_save(tensors, path, **kw)
+        real_write(path, *a, **kw)
 
-    monkeypatch.setattr(stream, "save_file", save_then_fail)
+    monkeypatch.setattr(stream, "write_streamed", write_then_fail)
     with pytest.raises(OSError, match="disk full"):
         merge_files(sft_dir, rl_dir, SPEC, tmp_path / "merged")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rl", "sft"]
