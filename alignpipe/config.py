@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alignpipe.data.world import FAMILIES, PROBE_FAMILIES
 
@@ -272,8 +272,8 @@ class RegistryConfig(Frozen):
 class AveragingConfig(Frozen):
     """Block-wise averaging of SFT and RLHF weights and the search over ratios (§4; α = weight on SFT).
 
-    Candidates: MA on `alphas`; part-wise MA (one of `blocks` blocks at each `partwise_alphas`);
-    learned HMA (`hma`); `random` ratio vectors on each slice mean α_k = α for α in hma.alphas; then
+    Candidates: MA on `alphas`; part-wise MA (one of `blocks` blocks at each `partwise_alphas`); the
+    ratio `vectors` given (head and embeddings at their mean); learned HMA (`hma`); `random` ratio vectors on each slice mean α_k = α for α in hma.alphas; then
     `refine` perturbations of each of the `refine_top` best. Each is evaluated as its own Ray task
     (evaluation.resources); the Pareto front and the promoted model come from all of them.
     """
@@ -281,6 +281,7 @@ class AveragingConfig(Frozen):
     alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     blocks: int = Field(3, ge=1, description="K contiguous layer blocks")
     partwise_alphas: tuple[float, ...] = (0.5,)
+    vectors: tuple[tuple[float, ...], ...] = Field((), description="ratio vectors (K each) to evaluate as given")
     hma: HMAConfig = HMAConfig()
     random: int = Field(2, ge=0, description="random ratio vectors per slice α")
     refine: int = Field(0, ge=0, description="perturbations of each of the refine_top best candidates (a second round)")
@@ -301,6 +302,13 @@ class AveragingConfig(Frozen):
     @classmethod
     def _partwise_in_unit_interval(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         return _unit_interval_grid(v)
+
+    @model_validator(mode="after")
+    def _vectors_fit_the_blocks(self) -> AveragingConfig:
+        for i, vec in enumerate(self.vectors):
+            if len(vec) != self.blocks or not all(0.0 <= a <= 1.0 for a in vec):
+                raise ValueError(f"vectors[{i}] = {list(vec)} needs {self.blocks} ratios (averaging.blocks), each in [0, 1]")
+        return self
 
 
 class EvaluationConfig(Frozen):
@@ -397,5 +405,6 @@ def _describe(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown config key '{key}'")
         else:
-            lines.append(f"bad value for config key '{key}': {e['msg']} (got {e.get('input')!r})")
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # a section: the message names the key
+            lines.append(f"bad value for config key '{key}': {e['msg']}{got}")
     return f"{source}: " + "; ".join(lines)

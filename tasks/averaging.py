@@ -45,10 +45,12 @@ def hma_learn_task(ctx: RunContext, cfg: AveragingConfig, max_length: int, sft: 
 
 
 def first_round(cfg: AveragingConfig, rlhf: ArtifactRef, learned: ArtifactRef | None, seed: int) -> list[search.Candidate]:
-    """MA grid, part-wise MA, learned HMA and random slice samples, in that order."""
+    """MA grid, part-wise MA, the given vectors, learned HMA and random slice samples, in that order."""
     n_layers = layer_count(read_header(rlhf.file("model")))
     k = cfg.blocks
     cands = search.ma_candidates(n_layers, k, cfg.alphas) + search.partwise_candidates(n_layers, k, cfg.partwise_alphas)
+    cands += [search.Candidate("given-" + "-".join(f"{a:.3g}" for a in vec), "given", search.slice_spec(n_layers, vec, sum(vec) / k))
+              for vec in cfg.vectors]
     if learned is not None:
         for key, fit in json.loads(learned.file("hma.json").read_text()).items():
             cands.append(search.Candidate(f"hma-{key}", "hma", search.slice_spec(n_layers, fit["alphas"], fit["alpha"])))

@@ -72,3 +72,11 @@ def test_malformed_override_and_missing_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="is a value, not a section"):
         load_config(None, ["seed=1", "seed.x=1"])
+
+
+def test_averaging_vectors_must_match_the_block_count():
+    assert load_config(None, ["averaging.vectors=[[0.1, 0.2, 0.3]]"]).averaging.vectors == ((0.1, 0.2, 0.3),)
+    with pytest.raises(ConfigError, match=r"'averaging': Value error, vectors\[0\] = \[0.1, 0.2\] needs 3 ratios \(averaging.blocks\), each in \[0, 1\]$"):
+        load_config(None, ["averaging.vectors=[[0.1, 0.2]]"])
+    with pytest.raises(ConfigError, match="averaging.hma.alphas.*outside|every alpha must lie in"):
+        load_config(None, ["averaging.hma.alphas=[1.2]"])

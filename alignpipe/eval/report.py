@@ -20,6 +20,7 @@ _STYLE = {
     "sft": ("s", "tab:blue", 120, "SFT"),
     "rlhf": ("D", "tab:red", 120, "RLHF"),
     "partwise": ("v", "tab:orange", 60, "part-wise MA"),
+    "given": ("h", "tab:cyan", 80, "given ratios"),
     "hma": ("*", "tab:green", 220, "HMA (learned)"),
     "random": (".", "0.55", 60, "search: random"),
     "refine": ("x", "0.35", 45, "search: refine"),

@@ -17,7 +17,7 @@ from alignpipe.merging.search import select
 from alignpipe.merging.stream import merge_files, read_header
 from alignpipe.store import StageResult
 
-MERGEABLE = ("sft", "rlhf", "ma", "partwise", "hma", "random", "refine")
+MERGEABLE = ("sft", "rlhf", "ma", "partwise", "given", "hma", "random", "refine")
 
 
 def promote(table: pd.DataFrame, cfg: SelectionConfig, sft_dir: Path, rl_dir: Path, out: Path) -> StageResult:
