@@ -78,6 +78,8 @@ class DataSource(Frozen):
     """
 
     path: str
+    format: Literal["columns", "hh_rlhf"] = Field(
+        "columns", description="hh_rlhf: Anthropic HH dialogues split into (prompt, chosen, rejected); SFT takes the chosen side")
     split: str = "train"
     columns: dict[str, str] = Field(default_factory=dict)
     limit: int | None = Field(None, ge=1)
@@ -89,6 +91,7 @@ class DataConfig(Frozen):
     world: WorldConfig = WorldConfig()
     sft: DataSource | None = None
     preferences: DataSource | None = None
+    eval_prompts: DataSource | None = Field(None, description="held-out prompts to evaluate on instead of the world's (no gold score)")
     heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of preference pairs held out for RM accuracy")
 
 

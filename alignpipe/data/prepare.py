@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alignpipe.config import DataConfig
 from alignpipe.data import world
+from alignpipe.data.hh_rlhf import load_hh_pairs
 from alignpipe.data.snapshot import write_snapshot
 from alignpipe.data.sources import PAIR_FIELDS, SFT_FIELDS, load_rows
 from alignpipe.store import StageResult
@@ -36,7 +37,13 @@ def build_datasets(cfg: DataConfig, seed: int) -> dict[str, list[dict]]:
     ]
     train, heldout = split_pairs(pairs, cfg.heldout_fraction, seed)
     seen = {r["prompt"] for r in sft} | {r["prompt"] for r in pairs}
-    eval_prompts = balanced_eval_prompts(world.make_prompts(8 * w.n_eval_prompts, w.seed + 2, w.families), seen, w.n_eval_prompts)
+    external = _external(cfg.eval_prompts, ("prompt",))
+    if external is not None:  # no gold checker for these: family "external", gold_score NaN
+        eval_prompts = [{"id": f"external-{i}", "family": "external", "prompt": r["prompt"], "spec": "",
+                         "seen_in_training": r["prompt"] in seen} for i, r in enumerate(external)]
+    else:
+        eval_prompts = balanced_eval_prompts(world.make_prompts(8 * w.n_eval_prompts, w.seed + 2, w.families), seen,
+                                             w.n_eval_prompts)
     probes = world.make_probes(w.n_probes, w.seed + 3, w.probe_families)
     return {"sft": sft, "pairs_train": train, "pairs_heldout": heldout, "eval_prompts": eval_prompts, "probes": probes}
 
@@ -62,9 +69,15 @@ def balanced_eval_prompts(candidates: list[dict], seen: set[str], n: int) -> lis
 
 
 def _external(source, fields: tuple[str, ...]) -> list[dict] | None:
+    """Rows with `fields` from an external source; HH-RLHF dialogues give pairs, their chosen side SFT
+    demonstrations, their histories prompts (rows forming no pair are skipped, see data.hh_rlhf)."""
     if source is None:
         return None
-    return load_rows(source.path, fields, source.columns, source.split, source.limit)
+    if source.format == "columns":
+        return load_rows(source.path, fields, source.columns, source.split, source.limit)
+    pairs, _ = load_hh_pairs(source.path, source.limit)
+    as_fields = {"prompt": "prompt", "response": "chosen", "chosen": "chosen", "rejected": "rejected"}
+    return [{f: r[as_fields[f]] for f in fields} for r in pairs]
 
 
 def split_pairs(pairs: list[dict], heldout_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

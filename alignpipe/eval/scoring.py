@@ -38,7 +38,9 @@ def reward_scores(
 
 
 def gold_scores(rows: list[dict], responses: list[str]) -> list[float]:
-    """Gold score in [0, 1] of each response for its prompt row: world.gold_score(row["family"], row["spec"], response)."""
+    """Gold score in [0, 1] of each response for its prompt row: world.gold_score(row["family"], row["spec"], response);
+    NaN for an external prompt (family "external"), which has no gold checker."""
     if len(rows) != len(responses):
         raise ValueError(f"{len(rows)} prompt rows but {len(responses)} responses")
-    return [world.gold_score(row["family"], row["spec"], r) for row, r in zip(rows, responses, strict=True)]
+    return [float("nan") if row["family"] == "external" else world.gold_score(row["family"], row["spec"], r)
+            for row, r in zip(rows, responses, strict=True)]

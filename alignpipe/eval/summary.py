@@ -18,14 +18,16 @@ from alignpipe.store import StageResult
 
 def build_table(entries: list[dict]) -> pd.DataFrame:
     """entries: {"model": name, "kind": str, "alpha": float | None, "path": str, **metrics} -> the table
-    with alignment_tax and on_pareto_front columns (front over gold reward and tax, all rows)."""
+    with alignment_tax and on_pareto_front columns (front over gold reward — RM reward when no row has
+    gold — and tax, all rows)."""
     table = pd.DataFrame(entries)
     table["alpha"] = table["alpha"].astype(float)
     ref = table.loc[table["kind"] == "sft", "probe_accuracy"]
     if ref.empty:
         raise ValueError("the evaluation table needs a row of kind 'sft': the tax is measured against it")
     table["alignment_tax"] = [alignment_tax(a, float(ref.iloc[0])) for a in table["probe_accuracy"]]
-    front = pareto_front(table["gold_score"].tolist(), table["alignment_tax"].tolist())
+    reward = "gold_score" if table["gold_score"].notna().any() else "rm_score"  # external prompts: no gold
+    front = pareto_front(table[reward].tolist(), table["alignment_tax"].tolist())
     table["on_pareto_front"] = [i in front for i in range(len(table))]
     return table
 

@@ -54,3 +54,32 @@ def test_external_pairs_with_mapping_and_bad_row(tmp_path):
     p.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(DataError, match=r"pairs.jsonl row 3: field 'rejected' \(column 'bad'\)"):
         build_datasets(DataConfig(world=_small().world, preferences=src), seed=0)
+
+
+def test_hh_rlhf_dialogues_feed_sft_pairs_and_eval_prompts(tmp_path):
+    import gzip
+
+    chosen = "\n\nHuman: Name a fruit.\n\nAssistant: An apple."
+    rows = [{"chosen": chosen.replace("fruit", f"fruit {i}"), "rejected": chosen.replace("fruit", f"fruit {i}").replace("An apple.", "No.")}
+            for i in range(6)]
+    path = tmp_path / "helpful-online_test.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    src = {"path": str(path), "format": "hh_rlhf"}
+    cfg = DataConfig(world=WorldConfig(n_probes=4), sft=DataSource(**src, limit=4), preferences=DataSource(**src),
+                     eval_prompts=DataSource(**src, limit=2))
+    d = build_datasets(cfg, seed=0)
+    assert d["sft"] == [{"prompt": f"Name a fruit {i}.", "response": "An apple."} for i in range(4)]
+    pairs = d["pairs_train"] + d["pairs_heldout"]
+    assert sorted(p["prompt"] for p in pairs) == [f"Name a fruit {i}." for i in range(6)]
+    assert all(p["chosen"] == "An apple." and p["rejected"] == "No." for p in pairs)
+    assert d["eval_prompts"] == [{"id": f"external-{i}", "family": "external", "prompt": f"Name a fruit {i}.", "spec": "",
+                                  "seen_in_training": True} for i in range(2)]
+
+
+def test_external_eval_prompts_have_no_gold():
+    import math
+
+    from alignpipe.eval.scoring import gold_scores
+
+    assert math.isnan(gold_scores([{"family": "external", "spec": ""}], ["anything"])[0])
