@@ -29,7 +29,7 @@ from tasks.model import model_task
 from tasks.report import report_task
 from tasks.reward_eval import reward_eval_task
 from tasks.reward_model import reward_model_task
-from tasks.rlhf import rlhf_task
+from tasks.rlhf import ONLINE, rlhf_task
 from tasks.sft import sft_task
 
 
@@ -67,11 +67,13 @@ def _stages(c: PipelineConfig, ctx: RunContext):
                           on_ray(data_task, Resources(num_cpus=1), ctx, c.data))
     check_blocks(av.blocks, base)  # before any training: a bad block count would only fail at the search
     sft = on_ray(sft_task, c.sft.resources, ctx, c.sft, L, base, data).result()
-    rm, rlhf = _results(
-        on_ray(reward_model_task, c.reward_model.resources, ctx, c.reward_model, L,
-               sft if c.reward_model.init == "sft" else base, data),
-        on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data),
-    )
+    rm_future = on_ray(reward_model_task, c.reward_model.resources, ctx, c.reward_model, L,
+                       sft if c.reward_model.init == "sft" else base, data)
+    if c.rlhf.method in ONLINE:  # PPO and RSF score their samples with the RM: it comes first
+        rm = rm_future.result()
+        rlhf = on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data, rm).result()
+    else:  # DPO learns from the pairs: it trains beside the RM
+        rm, rlhf = _results(rm_future, on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data))
     level = [on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data)]
     if av.hma.enabled:
         level.append(on_ray(hma_learn_task, av.resources, ctx, av, L, sft, rlhf, rm, data))
@@ -80,6 +82,8 @@ def _stages(c: PipelineConfig, ctx: RunContext):
     models: dict[str, tuple] = {"base": (base, None, {"kind": "base", "alpha": None}),
                                 "sft": (sft, None, {"kind": "sft", "alpha": 1.0}),
                                 c.rlhf.method: (rlhf, None, {"kind": "rlhf", "alpha": 0.0})}
+    if c.linear_alignment.enabled:  # a decoding-time aligner on the SFT policy: one more point on the plot
+        models["linear_alignment"] = (sft, None, {"kind": "linear_alignment", "alpha": None})
     candidates = first_round(av, rlhf, learned, ctx.seed)
     models |= {cand.name: (rlhf, cand, _entry(cand)) for cand in candidates}
     evaluations = dict(zip(models, _results(*[_evaluate(c, ctx, name, ref, cand, sft, rm, data)
@@ -99,7 +103,9 @@ def _stages(c: PipelineConfig, ctx: RunContext):
 
 def _evaluate(c: PipelineConfig, ctx: RunContext, name: str, ref, cand, sft, rm, data):
     merge = (sft, cand.to_dict()) if cand is not None else None
-    return on_ray(evaluate_task, c.evaluation.resources, ctx, c.evaluation, c.model.max_length, name, ref, rm, data, merge)
+    aligner = c.linear_alignment if name == "linear_alignment" else None
+    return on_ray(evaluate_task, c.evaluation.resources, ctx, c.evaluation, c.model.max_length, name, ref, rm, data, merge,
+                  aligner)
 
 
 def _entry(cand) -> dict:

@@ -9,9 +9,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from alignpipe.config import EvaluationConfig
+from alignpipe.config import EvaluationConfig, LinearAlignmentConfig
 from alignpipe.data.snapshot import read_snapshot
 from alignpipe.eval import evaluate
+from alignpipe.eval.generation import generate_responses
+from alignpipe.eval.linear_alignment import linear_alignment_generator
 from alignpipe.merging.search import Candidate
 from alignpipe.models import load_merged_policy, load_policy
 from alignpipe.store import ArtifactRef
@@ -21,8 +23,10 @@ from alignpipe.training.optim import set_threads
 
 @task(name="evaluate", cache_policy=NONE)
 def evaluate_task(ctx: RunContext, cfg: EvaluationConfig, max_length: int, name: str, model: ArtifactRef,
-                  reward_model: ArtifactRef, data: ArtifactRef, merge: tuple[ArtifactRef, dict] | None = None) -> ArtifactRef:
-    """Evaluate `model`'s checkpoint; with `merge` = (sft, candidate dict), the merge of sft and `model` (the RLHF stage)."""
+                  reward_model: ArtifactRef, data: ArtifactRef, merge: tuple[ArtifactRef, dict] | None = None,
+                  aligner: LinearAlignmentConfig | None = None) -> ArtifactRef:
+    """Evaluate `model`'s checkpoint; with `merge` = (sft, candidate dict), the merge of sft and `model` (the RLHF
+    stage); with `aligner`, the checkpoint decoded by Linear Alignment (probes still scored by the model itself)."""
     set_threads(cfg.resources.num_cpus)
     inputs = {"model": model, "reward_model": reward_model, "data": data}
     if merge is not None:
@@ -34,8 +38,10 @@ def evaluate_task(ctx: RunContext, cfg: EvaluationConfig, max_length: int, name:
         else:
             policy, tok = load_merged_policy(merge[0].file("model"), model.file("model"), Candidate.from_dict(merge[1]).spec)
         prompts, probes = read_snapshot(data.file("eval_prompts.parquet")), read_snapshot(data.file("probes.parquet"))
+        generate = linear_alignment_generator(aligner) if aligner is not None else generate_responses
         return evaluate.run(policy, tok, reward_model.file("model"), prompts, probes, cfg, out,
-                            max_length=max_length, seed=ctx.seed)
+                            max_length=max_length, seed=ctx.seed, generate=generate)
 
-    stage_cfg = {**cfg.model_dump(), "max_length": max_length, "model": name, "merge": merge[1] if merge else None}
+    stage_cfg = {**cfg.model_dump(), "max_length": max_length, "model": name, "merge": merge[1] if merge else None,
+                 "aligner": aligner.model_dump(exclude={"enabled"}) if aligner else None}
     return run_stage(ctx, f"evaluate_{name}", stage_cfg, inputs, body)

@@ -1,4 +1,4 @@
-"""Stage `sft`: supervised fine-tuning on the demonstrations."""
+"""Stage `sft`: supervised fine-tuning on the demonstrations — plain SFT, or IRL-based SFT (IRFT, RFT)."""
 
 from pathlib import Path
 
@@ -9,8 +9,10 @@ from alignpipe.config import SFTConfig
 from alignpipe.data.snapshot import read_snapshot
 from alignpipe.store import ArtifactRef
 from alignpipe.tracking import RunContext, run_stage
-from alignpipe.training import sft
+from alignpipe.training import irft, rft, sft
 from alignpipe.training.optim import set_threads
+
+LOOPS = {"sft": sft.run, "irft": irft.run, "rft": rft.run}
 
 
 @task(name="sft", cache_policy=NONE)
@@ -19,6 +21,8 @@ def sft_task(ctx: RunContext, cfg: SFTConfig, max_length: int, base: ArtifactRef
 
     def body(out: Path, log):
         rows = read_snapshot(data.file("sft.parquet"))
-        return sft.run(cfg, base.file("model"), rows, out, log, max_length=max_length, seed=ctx.seed)
+        return LOOPS[cfg.method](cfg, base.file("model"), rows, out, log, max_length=max_length, seed=ctx.seed)
 
-    return run_stage(ctx, "sft", {**cfg.model_dump(), "max_length": max_length}, {"base": base, "data": data}, body)
+    # only the chosen method's settings are part of the stage's identity
+    stage_cfg = cfg.model_dump(exclude={m for m in ("irft", "rft") if m != cfg.method}) | {"max_length": max_length}
+    return run_stage(ctx, "sft" if cfg.method == "sft" else f"sft_{cfg.method}", stage_cfg, {"base": base, "data": data}, body)

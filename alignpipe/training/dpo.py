@@ -2,7 +2,10 @@
 
 The reference is the starting policy; its summed response log-probs are precomputed once before
 training (the reference never changes), which halves the forward passes per step. Chosen and
-rejected go through the policy in one forward pass.
+rejected go through the policy in one forward pass that computes each pair's prompt once
+(`shared_prompt_batch`): prompts are most of each sequence in the built-in world, so this computes about
+a third fewer positions than padding 2b separate sequences, with the same log-probs (checked against
+TRL's DPOTrainer in tests/training/test_trl_crosscheck.py).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 import torch
 
 from alignpipe.config import RLHFConfig
-from alignpipe.data.chat import Encoded, collate
+from alignpipe.data.chat import IGNORE, Encoded, collate
 from alignpipe.losses.preference import dpo_loss
 from alignpipe.models import load_policy
 from alignpipe.store import StageResult
@@ -22,11 +25,57 @@ from alignpipe.training.forward import response_sequence_logps
 from alignpipe.training.optim import batch_indices, make_optimizer, seed_everything
 from alignpipe.training.reward_model import encode_pairs
 
+# Attention implementations that take an additive (b, 1, t, t) mask; others get padded separate sequences.
+_CUSTOM_MASK_ATTENTION = ("sdpa", "eager")
+
+
+def _can_share_prompt(model, pairs: list[tuple[Encoded, Encoded]]) -> bool:
+    """Our mask replaces the model's own: only where it is taken, and where no sliding window would cut in."""
+    window = getattr(model.config, "sliding_window", None)
+    longest = max(len(e.input_ids) for pair in pairs for e in pair)
+    return model.config._attn_implementation in _CUSTOM_MASK_ATTENTION and (not window or longest <= window)
+
+
+def _shared_prefix(c: Encoded, r: Encoded) -> int:
+    """Tokens the two sequences share and may compute once: their common prompt but its last token."""
+    prompt = min(c.labels.count(IGNORE), r.labels.count(IGNORE))
+    common = next((i for i in range(prompt) if c.input_ids[i] != r.input_ids[i]), prompt)
+    return max(common - 1, 0)
+
+
+def shared_prompt_batch(pairs: list[tuple[Encoded, Encoded]], pad_id: int, dtype: torch.dtype,
+                        device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """One row per pair, [prompt[:-1] | prompt[-1], chosen response | prompt[-1], rejected response], right-padded.
+
+    Each branch repeats the prompt's last token (whose hidden state predicts the first response token),
+    attends to the shared prompt and to its own earlier tokens only, and has the positions it has in its own
+    sequence, so every hidden state is that of the separate sequence, and the prompt is computed once per
+    pair instead of twice. Pairs whose prompts differ (truncated differently) share nothing and are two
+    independent branches. -> input_ids, labels, position_ids, sequence (b, t): chosen i is sequence i,
+    rejected i is b + i; attention_mask (b, 1, t, t) additive, 0 where attended, dtype's min elsewhere.
+    """
+    n, rows = len(pairs), []
+    for i, (c, r) in enumerate(pairs):
+        s, lc, lr = _shared_prefix(c, r), len(c.input_ids), len(r.input_ids)
+        rows.append((c.input_ids + r.input_ids[s:], c.labels + r.labels[s:], [*range(lc), *range(s, lr)],
+                     [0] * s + [1] * (lc - s) + [2] * (lr - s), [i] * lc + [n + i] * (lr - s)))
+    width = max(len(row[0]) for row in rows)
+    fill = (pad_id, IGNORE, 0, -1, 0)  # segment -1: padding; attends to padding and the prompt, never attended
+    ids, labels, pos, seg, seq = (torch.tensor([row[k] + [fill[k]] * (width - len(row[k])) for row in rows]) for k in range(5))
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    attend = causal & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0))
+    mask = torch.zeros(attend.shape, dtype=dtype).masked_fill(~attend, torch.finfo(dtype).min).unsqueeze(1)
+    return {k: v.to(device) for k, v in
+            {"input_ids": ids, "labels": labels, "position_ids": pos, "sequence": seq, "attention_mask": mask}.items()}
+
 
 def pair_logps(model, pairs: list[tuple[Encoded, Encoded]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of chosen and rejected in one forward. -> ((b,), (b,))."""
-    batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, model.device)
-    logps = response_sequence_logps(model, batch)
+    if _can_share_prompt(model, pairs):
+        batch = shared_prompt_batch(pairs, pad_id, model.dtype, model.device)
+    else:
+        batch = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, model.device)
+    logps = response_sequence_logps(model, batch, 2 * len(pairs))
     return logps[: len(pairs)], logps[len(pairs):]
 
 

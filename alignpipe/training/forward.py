@@ -22,22 +22,28 @@ def _head_only_applies(model) -> bool:
 
 
 def response_token_logps(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Log-prob of every response token in the batch. -> (logps (n,), row of each token (n,)).
+    """Log-prob of every response token in the batch. -> (logps (n,), sequence of each token (n,)).
 
-    batch: input_ids, attention_mask, labels (b, t), labels -100 on prompt and padding.
+    batch: input_ids, attention_mask, labels (b, t), labels -100 on prompt and padding; a token's
+    sequence is its row. Rows may instead hold several sequences (dpo.shared_prompt_batch): then the
+    batch also has position_ids (b, t), `sequence` (b, t), the sequence each label belongs to, and
+    attention_mask is the additive (b, 1, t, t) mask that keeps the sequences apart.
     """
     targets = batch["labels"][:, 1:]
     keep = targets != -100
-    rows = keep.nonzero()[:, 0]
+    sequence = batch["sequence"][:, 1:][keep] if "sequence" in batch else keep.nonzero()[:, 0]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     if not _head_only_applies(model):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return token_logps(logits[:, :-1], targets)[keep], rows
-    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = model(**inputs).logits
+        return token_logps(logits[:, :-1], targets)[keep], sequence
+    hidden = model.get_decoder()(**inputs).last_hidden_state
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])  # (n, v): response positions only
-    return token_logps(logits.unsqueeze(0), targets[keep].unsqueeze(0)).squeeze(0), rows
+    return token_logps(logits.unsqueeze(0), targets[keep].unsqueeze(0)).squeeze(0), sequence
 
 
-def response_sequence_logps(model, batch: dict[str, Tensor]) -> Tensor:
-    """Summed response log-prob per row (b,), equal to sequence_logps over the full logits."""
-    logps, rows = response_token_logps(model, batch)
-    return torch.zeros(batch["input_ids"].size(0), dtype=logps.dtype, device=logps.device).index_add(0, rows, logps)
+def response_sequence_logps(model, batch: dict[str, Tensor], num_sequences: int | None = None) -> Tensor:
+    """Summed response log-prob per sequence (num_sequences,), by default one per row (b,);
+    equal to sequence_logps over the full logits."""
+    logps, sequence = response_token_logps(model, batch)
+    n = batch["input_ids"].size(0) if num_sequences is None else num_sequences
+    return torch.zeros(n, dtype=logps.dtype, device=logps.device).index_add(0, sequence, logps)

@@ -1,0 +1,125 @@
+"""Every alignment method on one model and world (issue #3): one comparison table, printed and put in MLflow.
+
+Runs the pipeline once per method through the CLI, sharing one artifacts directory so the stages the
+runs have in common (model, data, SFT, reward model, base and SFT evaluations) are computed once.
+The ratio search is switched off in these runs (MA endpoints only): it is the same for every method
+and is compared on its own by the quickstart and the HMA findings. Linear Alignment is evaluated on
+the SFT policy in the first run.
+
+    .venv/bin/python bench/compare_methods.py [--config configs/pipeline/quickstart.yaml] [--artifacts DIR]
+        [--methods sft,irft,rft,dpo,ppo,rsf] [extra key=value overrides for every run]
+
+Columns: method, stage that trained it, gold score, RM score, tax (probe-accuracy drop vs SFT), mean
+response length (characters), wall time of its training stage (s). Logged as run "method-comparison"
+(params: config + overrides; artifact methods.csv / methods.md; metrics <method>/<column>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NO_SEARCH = ["averaging.alphas=[0.0, 1.0]", "averaging.partwise_alphas=[]", "averaging.random=0",
+             "averaging.hma.enabled=false", "averaging.registry.enabled=false",
+             "averaging.select.tax_budget=1.0"]
+# method -> (overrides, name of its row in the evaluation table, training stage directory)
+RUNS = {
+    "sft": ([], "sft", "sft"),
+    "irft": (["sft.method=irft"], "sft", "sft_irft"),
+    "rft": (["sft.method=rft"], "sft", "sft_rft"),
+    "dpo": (["rlhf.method=dpo"], "dpo", "rlhf_dpo"),
+    "ppo": (["rlhf.method=ppo"], "ppo", "rlhf_ppo"),
+    "rsf": (["rlhf.method=rsf"], "rsf", "rlhf_rsf"),
+}
+
+
+def run(config: str, artifacts: Path, overrides: list[str]) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "alignpipe.cli", "run", "--config", config, f"artifacts_dir={artifacts}", *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed ({' '.join(overrides)}):\n{proc.stderr[-3000:]}")
+    line = next(x for x in reversed(proc.stdout.splitlines() + proc.stderr.splitlines()) if "pipeline finished" in x)
+    return {"parent_run_id": line.split("parent run ")[1].split(";")[0], "report": Path(line.rsplit(" in ", 1)[1])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/pipeline/quickstart.yaml")
+    ap.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
+    ap.add_argument("--methods", default=",".join(RUNS))
+    ap.add_argument("overrides", nargs="*")
+    a = ap.parse_args()
+
+    import pandas as pd
+
+    rows, la = [], None
+    for i, method in enumerate(a.methods.split(",")):
+        extra, row_name, stage = RUNS[method]
+        la_flag = ["linear_alignment.enabled=true"] if i == 0 else ["linear_alignment.enabled=false"]
+        out = run(a.config, a.artifacts, NO_SEARCH + la_flag + extra + a.overrides)
+        table = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
+        stage_dirs = sorted((a.artifacts / "stages" / stage).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+        wall = json.loads(stage_dirs[-1].read_text())["metrics"].get("wall_time_s", float("nan"))
+        r = table.loc[row_name]
+        rows.append({"method": method, "stage": stage, "gold_score": r.gold_score, "rm_score": r.rm_score,
+                     "tax": r.alignment_tax, "response_length": r.response_length, "wall_time_s": wall,
+                     "pipeline_run": out["parent_run_id"]})
+        if "linear_alignment" in table.index and la is None:
+            r = table.loc["linear_alignment"]
+            la = {"method": "linear_alignment", "stage": "evaluate_linear_alignment", "gold_score": r.gold_score,
+                  "rm_score": r.rm_score, "tax": r.alignment_tax, "response_length": r.response_length,
+                  "wall_time_s": 0.0, "pipeline_run": out["parent_run_id"]}
+        if i == 0:
+            base = table.loc["base"]
+            rows.insert(0, {"method": "base (untuned)", "stage": "model", "gold_score": base.gold_score,
+                            "rm_score": base.rm_score, "tax": base.alignment_tax, "response_length": base.response_length,
+                            "wall_time_s": 0.0, "pipeline_run": out["parent_run_id"]})
+        print(f"{method}: gold {r.gold_score:.3f}", flush=True)
+    if la:
+        rows.append(la)
+    table = pd.DataFrame(rows)
+    print(table.drop(columns="pipeline_run").to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    log_to_mlflow(table, a)
+
+
+def log_to_mlflow(table, a) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from alignpipe.config import load_config
+    from alignpipe.tracking import resolve_tracking_uri
+
+    cfg = load_config(a.config, a.overrides)
+    client = MlflowClient(resolve_tracking_uri(cfg.tracking.uri, a.artifacts))
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    run = client.create_run(exp.experiment_id, run_name="method-comparison",
+                            tags={"alignpipe.stage": "method-comparison"})
+    rid = run.info.run_id
+    client.log_param(rid, "config", a.config)
+    client.log_param(rid, "overrides", " ".join(a.overrides) or "-")
+    for _, r in table.iterrows():
+        for col in ("gold_score", "rm_score", "tax", "response_length", "wall_time_s"):
+            client.log_metric(rid, f"{r['method']}/{col}", float(r[col]))
+    client.log_text(rid, table.to_csv(index=False), "methods.csv")
+    client.log_text(rid, table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(), "methods.md")
+    client.set_terminated(rid)
+    print(f"MLflow run {rid} (method-comparison)")
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()
