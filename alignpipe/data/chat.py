@@ -19,13 +19,19 @@ IGNORE = -100
 _FALLBACK = "User: {prompt}\nAssistant: "
 
 
-def render_prompt(tokenizer, prompt: str) -> str:
-    """The text a model sees before its response: the chat template with the generation prompt."""
+def render_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
+    """The text a model sees before its response: the chat template with the generation prompt.
+
+    `system`, when given, is sent as the system message (SmolLM2's template then drops its default
+    system prompt); None renders exactly what training and evaluation use.
+    """
+    messages = [{"role": "user", "content": prompt}]
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-    return _FALLBACK.format(prompt=prompt)
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": system})
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = _FALLBACK.format(prompt=prompt)
+    return text if system is None else f"System: {system}\n{text}"
 
 
 @dataclass(frozen=True)
