@@ -74,14 +74,19 @@ def _stages(c: PipelineConfig, ctx: RunContext):
         rlhf = on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data, rm).result()
     else:  # DPO learns from the pairs: it trains beside the RM
         rm, rlhf = _results(rm_future, on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data))
-    level = [on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data)]
+    return search_stages(c, ctx, base, data, sft, rm, rlhf, reward_eval=True)
+
+
+def search_stages(c: PipelineConfig, ctx: RunContext, base, data, sft, rm, rlhf, *, reward_eval: bool):
+    """Learned HMA, the candidate evaluations (with base, SFT, RLHF and Linear Alignment), report, promotion."""
+    L, av = c.model.max_length, c.averaging
+    level = [on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data)] if reward_eval else []
     if av.hma.enabled:
         level.append(on_ray(hma_learn_task, av.resources, ctx, av, L, sft, rlhf, rm, data))
-    learned = _results(*level)[1] if av.hma.enabled else None
+    learned = _results(*level)[-1] if av.hma.enabled else None
     # Every model evaluated: name -> (checkpoint stage, candidate or None, table entry {kind, alpha, spec}).
-    models: dict[str, tuple] = {"base": (base, None, {"kind": "base", "alpha": None}),
-                                "sft": (sft, None, {"kind": "sft", "alpha": 1.0}),
-                                c.rlhf.method: (rlhf, None, {"kind": "rlhf", "alpha": 0.0})}
+    models: dict[str, tuple] = {"base": (base, None, {"kind": "base", "alpha": None})} if base is not None else {}
+    models |= {"sft": (sft, None, {"kind": "sft", "alpha": 1.0}), c.rlhf.method: (rlhf, None, {"kind": "rlhf", "alpha": 0.0})}
     if c.linear_alignment.enabled:  # a decoding-time aligner on the SFT policy: one more point on the plot
         models["linear_alignment"] = (sft, None, {"kind": "linear_alignment", "alpha": None})
     candidates = first_round(av, rlhf, learned, ctx.seed)
