@@ -18,10 +18,11 @@ STAGES = {"model", "data", "sft", "reward_model", "reward_eval", "rlhf_dpo", "hm
           "evaluate_dpo", *(f"evaluate_{c}" for c in CANDIDATES), "report", "promote"}
 
 
-def _run(artifacts) -> subprocess.CompletedProcess:
+def _run(artifacts, *overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_TRACKING", "RAY_ADDRESS"))}
     env |= {"HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    cmd = [sys.executable, "-m", "alignpipe.cli", "run", "--config", "configs/pipeline/tiny.yaml", f"artifacts_dir={artifacts}"]
+    cmd = [sys.executable, "-m", "alignpipe.cli", "run", "--config", "configs/pipeline/tiny.yaml", f"artifacts_dir={artifacts}",
+           *overrides]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -99,3 +100,19 @@ def test_rerun_reuses_every_finished_stage(first_run):
     first = {c.info.run_name: c.data.metrics for c in _children(client, exp, parents[1].info.run_id)}
     for c in children:  # a cached child reports the stage's final metrics, identical to the first run's
         assert c.data.metrics and all(first[c.info.run_name][k] == v for k, v in c.data.metrics.items()), c.info.run_name
+
+
+def test_other_methods_and_linear_alignment_run_as_stages(tmp_path):
+    """IRFT in place of SFT, RSF in place of DPO (after the RM it samples against), Linear Alignment as a model."""
+    _run(tmp_path, "sft.method=irft", "sft.irft.stages=2", "sft.irft.max_new_tokens=8", "rlhf.method=rsf",
+         "rlhf.rsf.iterations=1", "rlhf.rsf.prompts_per_iteration=4", "rlhf.rsf.n=2", "rlhf.rsf.max_new_tokens=8",
+         "rlhf.rsf.steps_per_iteration=1", "linear_alignment.enabled=true", "averaging.hma.enabled=false",
+         "averaging.partwise_alphas=[]", "averaging.random=0", "averaging.registry.enabled=false")
+    stages = {p.name for p in (tmp_path / "stages").iterdir()}
+    assert {"sft_irft", "rlhf_rsf", "evaluate_rsf", "evaluate_linear_alignment", "promote"} <= stages
+    assert not {"sft", "rlhf_dpo", "hma_learn"} & stages
+    report = next(iter((tmp_path / "stages" / "report").iterdir()))
+    table = pd.read_parquet(report / "evaluation.parquet").set_index("model")
+    assert table.loc["linear_alignment", "kind"] == "linear_alignment" and table.loc["rsf", "kind"] == "rlhf"
+    rsf = json.loads(next(iter((tmp_path / "stages" / "rlhf_rsf").iterdir())).joinpath("manifest.json").read_text())
+    assert rsf["metrics"]["wall_time_s"] > 0
