@@ -240,14 +240,14 @@ class HMAConfig(Frozen):
     eps: float = Field(0.2, gt=0)
     l1_weight: float = Field(0.0, ge=0, description="pull Σ w|α_k − α| toward α")
     lr: float = Field(2e-2, gt=0)
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
-    prompts: int = Field(64, ge=1, description="training prompts the RLHF model samples on")
+    prompts: int = Field(48, ge=1, description="training prompts the RLHF model samples on")
     samples_per_prompt: int = Field(2, ge=1)
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(40, ge=1)
-    pool: int = Field(64, ge=1, description="samples are drawn from this many highest-reward responses")
-    samples: int = Field(48, ge=1)
+    pool: int = Field(48, ge=1, description="samples are drawn from this many highest-reward responses")
+    samples: int = Field(32, ge=1)
 
     @field_validator("alphas")
     @classmethod
