@@ -115,6 +115,8 @@ class IRFTConfig(Frozen):
     max_new_tokens: int = Field(48, ge=1, description="length of the model's own (greedy) continuations")
     lr: float = Field(5e-6, gt=0, description="IRFT's learning rate: its loss is DPO's (demonstration ≻ own sample), "
                       "so a DPO-like rate; at SFT's 2e-5 the loss saturated within a stage (gap 153 nats, gold 0.48)")
+    sft_weight: float = Field(0.0, ge=0, description="λ of an added per-token NLL of the demonstrations (0: §1b's loss "
+                              "exactly); keeps the demonstrations' likelihood rising while the own samples are pushed down")
 
 
 class RFTConfig(Frozen):

@@ -7,12 +7,14 @@ Each section runs only when enabled in `evaluation`, writes its per-item tables 
 subdirectory, and returns metrics with its prefix (`trust/…`, `tax/…`, `winrate/…`). A section that
 fails is recorded (errors.json, metric `card_failed/<section>` = 1) and does not lose the others'
 results; the card stage still completes, so the report card shows the failure in that model's row.
+Each section's wall time is recorded too (`wall_s/<section>`): what a card costs decides its sizes.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +69,7 @@ def run(model, tok, cfg: EvaluationConfig, out_dir: Path, *, rm_dir: Path, seed:
     for name in sections(cfg):
         out = Path(out_dir) / name
         out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
         try:
             metrics |= {k: float(v) for k, v in _call(name, model, tok, cfg, out, rm_dir=rm_dir, seed=seed,
                                                        generate=generate).items()}
@@ -74,6 +77,7 @@ def run(model, tok, cfg: EvaluationConfig, out_dir: Path, *, rm_dir: Path, seed:
             errors[name] = f"{type(e).__name__}: {e}"
             (out / "traceback.txt").write_text(traceback.format_exc())
             metrics[f"card_failed/{name}"] = 1.0
+        metrics[f"wall_s/{name}"] = time.perf_counter() - t0
     (Path(out_dir) / "errors.json").write_text(json.dumps(errors, indent=2))
     return StageResult(metrics=metrics, info={"errors": errors})
 

@@ -14,6 +14,8 @@ Choices:
   consecutive one-stage runs on the parts (stage t's batch order is seeded with seed + t).
   `cfg.optim.steps` is not used: the data size and T set the step count (one epoch in total); the
   learning rate is `cfg.irft.lr` (a DPO-like loss wants a DPO-like rate), the rest of cfg.optim applies.
+- `cfg.irft.sft_weight` λ adds λ · the demonstrations' per-token NLL to the stage loss (see
+  `irft_loss`); 0 is §1b's loss exactly.
 - ỹ is compared with y as stripped text (the form `generate_responses` returns), and encoded like
   every response, followed by EOS, even when generation stopped at `max_new_tokens`.
 - Per stage the demonstration-vs-generated gap, mean log π(y|x) − log π(ỹ|x), is measured under
@@ -34,7 +36,7 @@ from pathlib import Path
 import torch
 
 from alignpipe.config import SFTConfig
-from alignpipe.data.chat import Encoded, encode
+from alignpipe.data.chat import IGNORE, Encoded, encode
 from alignpipe.data.snapshot import write_snapshot
 from alignpipe.eval.generation import generate_responses
 from alignpipe.losses.irft import irft_loss
@@ -98,7 +100,9 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
         opt, sched = make_optimizer(model.parameters(), cfg.optim.model_copy(update={"steps": max(1, steps), "lr": cfg.irft.lr}))
         for b in batch_indices(len(pairs), bs, steps, seed + t):
             demo, gen = pair_logps(model, [pairs[i] for i in b], pad)
-            loss, r_d, r_g = irft_loss(demo, ref[b, 0], gen, ref[b, 1], cfg.irft.beta)
+            demo_tokens = torch.tensor([float(sum(x != IGNORE for x in pairs[i][0].labels)) for i in b], device=demo.device)
+            loss, r_d, r_g = irft_loss(demo, ref[b, 0], gen, ref[b, 1], cfg.irft.beta,
+                                       demo_tokens=demo_tokens, sft_weight=cfg.irft.sft_weight)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
             opt.step()

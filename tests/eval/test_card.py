@@ -37,6 +37,8 @@ def test_a_failing_section_is_recorded_and_the_others_kept(tiny_dir, tmp_path):
     errors = json.loads((tmp_path / "errors.json").read_text())
     assert list(errors) == ["bbq"] and "nowhere" in errors["bbq"]
     assert (tmp_path / "bbq" / "traceback.txt").is_file()
+    assert {k for k in m if k.startswith("wall_s/")} == {"wall_s/ethics", "wall_s/truthfulness", "wall_s/bbq"}
+    assert all(m[k] >= 0 for k in m if k.startswith("wall_s/"))
 
 
 def test_card_table_relative_tax_against_sft():

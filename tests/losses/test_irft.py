@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from alignpipe.losses.irft import irft_loss
@@ -37,3 +38,22 @@ def test_at_the_stage_model_loss_is_log2_and_gradient_raises_demo_lowers_generat
     loss.backward()
     assert torch.allclose(pd.grad, torch.tensor([-0.025, -0.025]))  # descent raises log π(y)
     assert torch.allclose(pg.grad, torch.tensor([0.025, 0.025]))  # and lowers log π(ỹ)
+
+
+def test_sft_weight_adds_the_demonstrations_per_token_nll_by_hand():
+    # the logistic part as in test_irft_by_hand: log(1 + e^{−0.3}); demo log-prob −8 over 4 tokens and
+    # −6 over 2 tokens: per-token NLL 2 and 3, mean 2.5; λ = 0.5 adds 1.25
+    pd = torch.tensor([-8.0, -6.0], requires_grad=True)
+    rd, pg, rg = torch.tensor([-10.0, -8.0]), torch.tensor([-12.0, -12.0]), torch.tensor([-11.0, -11.0])
+    loss, _, _ = irft_loss(pd, rd, pg, rg, demo_tokens=torch.tensor([4.0, 2.0]), sft_weight=0.5)
+    assert math.isclose(loss.item(), math.log(1 + math.exp(-0.3)) + 1.25, rel_tol=1e-6)
+    loss.backward()
+    # d/dpd: logistic −σ(−0.3)·0.1/2 per row, SFT −0.5/(2·|y|): −0.25/4 = −0.0625, −0.25/2 = −0.125
+    logistic = -0.1 / 2 / (1 + math.exp(0.3))
+    assert torch.allclose(pd.grad, torch.tensor([logistic - 0.0625, logistic - 0.125]))
+
+
+def test_sft_weight_without_token_counts_is_refused():
+    t = torch.tensor([-1.0])
+    with pytest.raises(ValueError, match="demo_tokens"):
+        irft_loss(t, t, t, t, sft_weight=1.0)

@@ -104,3 +104,17 @@ def test_logged_gap_is_measured_under_the_stage_model_and_grows(tiny_dir, tmp_pa
     assert result.metrics["first_gap_start"] == stages[0]["stage/gap_start"] and result.metrics["mean_gap_increase"] > 1.0
     trained, _ = load_policy(tmp_path / "model")
     assert not torch.equal(trained.model.layers[0].mlp.up_proj.weight, model.model.layers[0].mlp.up_proj.weight)
+
+
+def test_sft_weight_raises_the_demonstrations_likelihood_more(tiny_dir, tmp_path):
+    rows = [{"prompt": f"Name a thing number {i}.", "response": f"thing {i} is nice"} for i in range(6)]
+    demo_logp = {}
+    for weight in (0.0, 10.0):
+        cfg = irft_cfg(stages=2, lr=5e-3)
+        cfg = cfg.model_copy(update={"irft": cfg.irft.model_copy(update={"sft_weight": weight})})
+        irft.run(cfg, tiny_dir, rows, tmp_path / str(weight), NullLogger(), max_length=64, seed=0)
+        model, tok = load_policy(tmp_path / str(weight) / "model")
+        pairs = [(encode(tok, r["prompt"], r["response"], 64),) * 2 for r in rows]
+        with torch.inference_mode():
+            demo_logp[weight] = pair_logps(model, pairs, tok.pad_token_id)[0].mean().item()
+    assert demo_logp[10.0] > demo_logp[0.0] + 1.0, demo_logp
