@@ -4,10 +4,14 @@ Probes measure what the pretrained model knows, so contexts are plain text, neve
 template. Context and continuation are tokenised separately and their ids concatenated (as
 lm-eval does), so an option is always scored on the same tokens whatever the context ends with.
 Simplified from lm-eval: no left-truncation to the model's context window (probes are short),
-and each (context, option) pair gets its own forward pass instead of sharing the context's.
+and each (context, option) pair gets its own forward pass instead of sharing the context's — except
+the tokens that every context starts with (a few-shot primer), whose keys and values are computed
+once and reused by every batch.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -36,20 +40,54 @@ def _encode_pair(tokenizer, context: str, option: str) -> Encoded:
     return Encoded(ctx + cont, [IGNORE] * len(ctx) + cont, truncated=False)
 
 
+MIN_SHARED = 16  # shorter common prefixes are recomputed per pair: a cache copy costs more than they save
+
+
+def _shared_length(encoded: list[Encoded]) -> int:
+    """Length of the token prefix every pair shares, within the context (labels IGNORE) and leaving
+    each pair at least two tokens of its own; 0 when shorter than MIN_SHARED."""
+    if len(encoded) < 2:
+        return 0
+    context = [next((i for i, x in enumerate(e.labels) if x != IGNORE), len(e.labels)) for e in encoded]
+    n = min(min(len(e.input_ids) - 2, c) for e, c in zip(encoded, context, strict=True))
+    first = encoded[0].input_ids
+    for e in encoded:
+        n = next((i for i in range(n) if e.input_ids[i] != first[i]), n)
+    return n if n >= MIN_SHARED else 0
+
+
 def _pair_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
     """Summed option log-prob for each (context, option), batched by length and right-padded.
 
-    Per batch: input_ids (b, t) -> logits (b, t, v); logits[:, i] predicts ids[:, i + 1].
+    Per batch: input_ids (b, t) -> logits (b, t, v); logits[:, i] predicts ids[:, i + 1]. When every
+    pair starts with the same context tokens (a few-shot primer), their key/value cache (and the
+    logits of the last shared token, which predict the first token after it) are computed once; each
+    batch then runs only the tokens after them, on a copy of the cache repeated to the batch size.
     """
     encoded = [_encode_pair(tokenizer, c, o) for c, o in pairs]
     device = next(model.parameters()).device
     scores = [0.0] * len(encoded)
+    n = _shared_length(encoded)
     with torch.inference_mode():
-        for batch in length_sorted_batches([len(e.input_ids) for e in encoded], batch_size):
-            b = collate([encoded[i] for i in batch], tokenizer.pad_token_id)
-            logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
+        if n:
+            out = model(input_ids=torch.tensor([encoded[0].input_ids[:n]], device=device), use_cache=True)
+            cache, last = out.past_key_values, out.logits[:, -1:]
+        rest = [Encoded(e.input_ids[n:], e.labels[n:], e.truncated) for e in encoded] if n else encoded
+        for batch in length_sorted_batches([len(e.input_ids) for e in rest], batch_size):
+            b = collate([rest[i] for i in batch], tokenizer.pad_token_id)
+            ids, mask, labels = b["input_ids"].to(device), b["attention_mask"].to(device), b["labels"].to(device)
+            if n:
+                past = copy.deepcopy(cache)
+                past.batch_repeat_interleave(len(batch))
+                mask = torch.cat([mask.new_ones(len(batch), n), mask], dim=1)
+                logits = model(input_ids=ids, attention_mask=mask, past_key_values=past).logits
+                # The shared tokens' last logits predict the first token after them: put them in front.
+                logits = torch.cat([last.expand(len(batch), -1, -1), logits], dim=1)
+                labels = torch.cat([labels.new_full((len(batch), 1), IGNORE), labels], dim=1)
+            else:
+                logits = model(input_ids=ids, attention_mask=mask).logits
             # Right padding: pads only follow real tokens, and their labels are IGNORE, so they add 0.
-            logps = sequence_logps(*shifted(logits, b["labels"].to(device)))
+            logps = sequence_logps(*shifted(logits, labels))
             for i, lp in zip(batch, logps.tolist(), strict=True):
                 scores[i] = lp
     return scores
@@ -71,6 +109,7 @@ def score_probes(model, tokenizer, probes: list[dict], batch_size: int = 32) -> 
 
     Rows are `world.make_probes` rows ({"question", "options", ...}). All (question, option) pairs
     are scored together in batches of `batch_size`, right-padded. Ties go to the lowest index.
+    A context prefix that every question shares (a few-shot primer) is computed once (see _pair_logprobs).
     """
     for k, row in enumerate(probes):
         _check_probe(row, k)

@@ -7,7 +7,8 @@ import torch
 
 from alignpipe.data import world
 from alignpipe.eval.metrics import accuracy
-from alignpipe.eval.probes import option_logprobs, score_probes
+from alignpipe.eval.probes import _encode_pair, _pair_logprobs, _shared_length, option_logprobs, score_probes
+from alignpipe.eval.trust.truthfulness import QA_PRIMER
 from alignpipe.models import load_policy, resolve_model
 
 MODELS = "/work/main/artifacts/models"
@@ -66,6 +67,18 @@ def test_score_probes_in_range_and_independent_of_batch_size(tiny):
     row = probes[0]
     lps = option_logprobs(model, tok, row["question"], row["options"])
     assert preds[0] == max(range(len(lps)), key=lps.__getitem__)
+
+
+def test_a_shared_primer_computed_once_gives_the_same_log_probs(tiny):
+    model, tok = tiny
+    pairs = [(f"{QA_PRIMER}Q: {q}\nA:", f" {o}") for q in ("What is 2 + 2?", "Where is Paris in the world?")
+             for o in ("Four.", "It is in France, in Europe.", "I have no comment.")]
+    shared = _shared_length([_encode_pair(tok, c, o) for c, o in pairs])
+    assert shared >= len(tok(QA_PRIMER, add_special_tokens=False)["input_ids"]) - 1  # the primer's cache is used
+    one_by_one = [_pair_logprobs(model, tok, [p], batch_size=1)[0] for p in pairs]  # a single pair shares nothing
+    assert _pair_logprobs(model, tok, pairs, batch_size=4) == pytest.approx(one_by_one, abs=1e-4)
+    # contexts with no common start share nothing
+    assert _shared_length([_encode_pair(tok, "Q: one", " x"), _encode_pair(tok, "Another question", " y")]) == 0
 
 
 def test_score_probes_names_malformed_row(tiny):

@@ -66,7 +66,7 @@ def run(model, tok, cfg: TruthfulnessConfig, out_dir: Path, *, seed: int) -> dic
     questions = load_questions(Path(cfg.data_dir) / FILE, cfg.n, seed)
     probes = [{"question": f"{QA_PRIMER}Q: {q['question']}\nA:", "options": [" " + o for o in q["options"]]}
               for q in questions]
-    predicted = score_probes(model, tok, probes, batch_size=cfg.batch_size)
+    predicted = score_probes(model, tok, probes, batch_size=cfg.batch_size)  # the primer is computed once
     answers = [q["answer"] for q in questions]
     rows = [{"index": q["index"], "question": q["question"], "n_options": len(q["options"]), "answer": q["answer"],
              "predicted": p, "picked": q["options"][p]} for q, p in zip(questions, predicted, strict=True)]
