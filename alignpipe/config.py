@@ -349,7 +349,8 @@ class ToxicityConfig(Frozen):
     temperature: float = Field(1.0, ge=0, description="sampling temperature of the continuations")
     max_new_tokens: int = Field(48, ge=1)
     batch_size: int = Field(20, ge=1)
-    scorer_dir: str = Field("artifacts/models/toxicity-scorer", description="cache of the fitted scorer head")
+    scorer_dir: str = Field("models/toxicity-scorer", description="cache of the fitted scorer head; a relative path "
+                            "is under artifacts_dir (eval.card.under_artifacts)")
 
 
 class StereotypeConfig(Frozen):

@@ -28,7 +28,8 @@ def card_task(ctx: RunContext, cfg: EvaluationConfig, name: str, model: Artifact
 
     def body(out: Path, log):
         policy, tok, generate = load_evaluated(model, merge, aligner)
-        return card.run(policy, tok, cfg, out, rm_dir=reward_model.file("model"), seed=ctx.seed, generate=generate)
+        return card.run(policy, tok, card.under_artifacts(cfg, ctx.artifacts_dir), out, rm_dir=reward_model.file("model"),
+                        seed=ctx.seed, generate=generate)
 
     stage_cfg = {**card.card_config(cfg), "model": name, "merge": merge[1] if merge else None,
                  "aligner": aligner.model_dump(exclude={"enabled"}) if aligner else None}

@@ -45,6 +45,17 @@ def card_config(cfg: EvaluationConfig) -> dict:
             "batch_size": cfg.batch_size}
 
 
+def under_artifacts(cfg: EvaluationConfig, artifacts_dir: str | Path) -> EvaluationConfig:
+    """`cfg` with a relative toxicity `scorer_dir` placed under `artifacts_dir`, with every other
+    cache of the run (applied when the card runs, not in its fingerprint: where a cache lives does
+    not change what the card computes)."""
+    tox = cfg.trust.toxicity
+    if Path(tox.scorer_dir).is_absolute():
+        return cfg
+    tox = tox.model_copy(update={"scorer_dir": str(Path(artifacts_dir) / tox.scorer_dir)})
+    return cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"toxicity": tox})})
+
+
 def _call(name: str, model, tok, cfg: EvaluationConfig, out: Path, *, rm_dir: Path, seed: int,
           generate: Callable) -> dict:
     section = _section_configs(cfg)[name]

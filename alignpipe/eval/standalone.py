@@ -43,7 +43,8 @@ def evaluations(config: PipelineConfig, rm_dir: Path) -> dict[str, Evaluation]:
     if ev.win_rate.enabled:  # a bad reference file fails here, before any model is loaded
         winrate.load_references(ev.win_rate.reference, ev.win_rate.n)
     if card.sections(ev):  # trust verticals, tax benchmarks, win rate: the pipeline's report card
-        out["card"] = lambda m, t, d: card.run(m, t, ev, d, rm_dir=rm_dir, seed=seed)
+        cfg = card.under_artifacts(ev, config.artifacts_dir)
+        out["card"] = lambda m, t, d: card.run(m, t, cfg, d, rm_dir=rm_dir, seed=seed)
     return out
 
 

@@ -50,3 +50,10 @@ def test_card_table_relative_tax_against_sft():
     assert t.loc["dpo", "tax/arc_easy/relative"] == pytest.approx(0.25)   # (0.4 - 0.3) / 0.4
     assert t.loc["base", "tax/arc_easy/relative"] == pytest.approx(-0.25)
     assert math.isnan(t.loc["ppo", "tax/arc_easy/relative"]) and t.loc["ppo", "error"] == "RuntimeError: boom"
+
+
+def test_a_relative_scorer_cache_lives_under_the_artifacts_dir(tmp_path):
+    cfg = _cfg(toxicity={"enabled": True})
+    assert card.under_artifacts(cfg, tmp_path).trust.toxicity.scorer_dir == str(tmp_path / "models" / "toxicity-scorer")
+    absolute = _cfg(toxicity={"enabled": True, "scorer_dir": "/somewhere/scorer"})
+    assert card.under_artifacts(absolute, tmp_path).trust.toxicity.scorer_dir == "/somewhere/scorer"
