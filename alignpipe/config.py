@@ -160,6 +160,8 @@ class RewardEvalConfig(Frozen):
     frac: float = Field(0.9, gt=0, le=1, description="LOWESS bandwidth (0.9 for RM benchmarks, §2b)")
     hh_rlhf: str | None = Field(None, description="an HH-RLHF .jsonl(.gz) of real pairs to evaluate on as well")
     hh_rlhf_limit: int = Field(300, ge=2, description="rows read from hh_rlhf")
+    world_pairs: int = Field(0, ge=0, description="fresh built-in-world pairs (new prompts, labelled by gold) to evaluate "
+                             "on as well: the held-out split is small (51 pairs at the defaults) for gold agreement")
     batch_size: int = Field(16, ge=1)
     resources: Resources = Resources(num_cpus=2)
 

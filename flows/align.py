@@ -118,7 +118,8 @@ def _stages(c: PipelineConfig, ctx: RunContext):
 def search_stages(c: PipelineConfig, ctx: RunContext, base, data, sft, rm, rlhf, *, reward_eval: bool):
     """Learned HMA, the candidate evaluations (with base, SFT, RLHF and Linear Alignment), report, promotion."""
     L, av = c.model.max_length, c.averaging
-    level = [on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data)] if reward_eval else []
+    world = c.data.world if c.data.preferences is None else None  # fresh world pairs only for a world run
+    level = [on_ray(reward_eval_task, c.reward_eval.resources, ctx, c.reward_eval, L, rm, data, world)] if reward_eval else []
     if av.hma.enabled:
         level.append(on_ray(hma_learn_task, av.resources, ctx, av, L, sft, rlhf, rm, data))
     learned = wait_all(*level)[-1] if av.hma.enabled else None

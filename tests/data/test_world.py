@@ -360,3 +360,15 @@ def test_negative_n_raises():
         world.make_prompts(-1, 0)
     with pytest.raises(ValueError, match="-2"):
         world.make_probes(-2, 0)
+
+
+def test_fresh_world_pairs_for_reward_eval_are_gold_labelled_and_seeded():
+    from alignpipe.config import WorldConfig
+    from tasks.reward_eval import fresh_world_pairs
+
+    w = WorldConfig(length_bias=0.5)
+    pairs = fresh_world_pairs(w, 60)
+    assert 50 <= len(pairs) <= 60 and pairs == fresh_world_pairs(w, 60)
+    assert all(p["chosen_gold"] > p["rejected_gold"] for p in pairs)  # the annotator's bias does not label them
+    train = {r["instruction"] + r["chosen"] for r in world.make_preference_pairs(world.make_prompts(256, 1), 1)}
+    assert sum(p["prompt"] + p["chosen"] in train for p in pairs) < len(pairs) / 2  # new draws, not the training pairs

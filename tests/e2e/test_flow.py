@@ -56,6 +56,8 @@ def test_parent_run_with_a_child_per_stage(first_run):
     assert len(sft.data.params["data.data.sft.parquet"]) == 64  # the input data's content hash
     assert len(client.get_metric_history(sft.info.run_id, "loss")) == 2  # per-step metrics
     assert sft.data.tags["alignpipe.git_sha"] and sft.data.tags["alignpipe.output_dir"].startswith(str(artifacts))
+    rm_eval = next(c for c in children if c.info.run_name == "reward_eval").data.metrics
+    assert rm_eval["world_fresh/n_pairs"] >= 10 and 0 <= rm_eval["world_fresh/gold_agreement"] <= 1  # reward_eval.world_pairs
 
 
 def test_evaluation_table_and_plot(first_run):
