@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,7 @@ def trust_figure(deltas: pd.DataFrame):
     ax.axhspan(-FLAT, FLAT, color="0.9", zorder=0, label=f"flat (±{FLAT})")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(metrics)),
-                  [f"{TRUST[m][0]}\npaper: {_WORD[TRUST[m][1]]}" for m in metrics], fontsize=7)
+                  [f"{textwrap.fill(TRUST[m][0], 18)}\npaper: {_WORD[TRUST[m][1]]}" for m in metrics], fontsize=7)
     ax.set(title="Trust deltas vs the base model", ylabel="delta (model − base)")
     ax.legend(fontsize=8)
     return fig
