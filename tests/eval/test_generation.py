@@ -10,8 +10,8 @@ import torch
 
 from alignpipe.eval.generation import _decode, generate_responses, length_sorted_batches
 from alignpipe.models import load_policy, resolve_model
+from tests.conftest import MODEL_CACHE
 
-MODELS = "/work/main/artifacts/models"
 PROMPTS = [
     "Write one sentence about cats using exactly 7 words.",
     "Hi",
@@ -23,7 +23,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def varied():
-    model, tok = load_policy(resolve_model("tiny", MODELS))
+    model, tok = load_policy(resolve_model("tiny", MODEL_CACHE))
     g = torch.Generator().manual_seed(0)
     head = torch.randn(model.lm_head.weight.shape, generator=g) * 0.5
     model.lm_head.weight = torch.nn.Parameter(head)  # unties it from the input embedding

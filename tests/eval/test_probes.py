@@ -10,14 +10,14 @@ from alignpipe.eval.metrics import accuracy
 from alignpipe.eval.probes import _encode_pair, _pair_logprobs, _shared_length, option_logprobs, score_probes
 from alignpipe.eval.trust.truthfulness import QA_PRIMER
 from alignpipe.models import load_policy, resolve_model
+from tests.conftest import MODEL_CACHE
 
-MODELS = "/work/main/artifacts/models"
 slow = pytest.mark.skipif(os.environ.get("ALIGNPIPE_SLOW") != "1", reason="slow: set ALIGNPIPE_SLOW=1")
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_policy(resolve_model("tiny", MODELS))
+    return load_policy(resolve_model("tiny", MODEL_CACHE))
 
 
 def _manual_logprobs(model, tok, context: str, option: str) -> float:
@@ -90,7 +90,7 @@ def test_score_probes_names_malformed_row(tiny):
 @pytest.mark.slow
 @slow
 def test_pretrained_smollm2_knows_capitals():
-    model, tok = load_policy(resolve_model("smollm2-135m-instruct", MODELS))
+    model, tok = load_policy(resolve_model("smollm2-135m-instruct", MODEL_CACHE))
     probes = world.make_probes(30, seed=0, families=("capitals",))
     preds = score_probes(model, tok, probes)
     assert accuracy(preds, [p["answer"] for p in probes]) >= 0.8  # chance is 0.25; measured 29/30

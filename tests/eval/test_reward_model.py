@@ -11,6 +11,7 @@ from alignpipe.calibration import BiasCurve, CalibrationError, calibrate
 from alignpipe.eval.reward_model import evaluate_reward_model, plot_reward_vs_length, reward_metrics
 from alignpipe.eval.scoring import reward_scores
 from alignpipe.models import RewardModel, load_tokenizer, resolve_model
+from tests.conftest import MODEL_CACHE
 
 # ---------------------------------------------------------------- reward_metrics, by hand
 
@@ -148,7 +149,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def rm_and_tok():
-    tiny = resolve_model("tiny", "/work/main/artifacts/models")
+    tiny = resolve_model("tiny", MODEL_CACHE)
     return RewardModel.from_pretrained_backbone(tiny, device="cpu").eval(), load_tokenizer(tiny)
 
 
@@ -209,7 +210,7 @@ def test_stage_run_on_world_and_real_pairs(tmp_path):
     from alignpipe.data.prepare import build_datasets
     from alignpipe.eval.reward_model import run
     from alignpipe.models import RewardModel, load_tokenizer, resolve_model
-    from tests.conftest import MODEL_CACHE, SHARED_DATA
+    from tests.conftest import SHARED_DATA
 
     hh = SHARED_DATA / "hh_rlhf" / "helpful-base_test.jsonl.gz"
     if not hh.is_file():

@@ -5,6 +5,7 @@ import pytest
 from alignpipe.data import world
 from alignpipe.eval.scoring import gold_scores, reward_scores
 from alignpipe.models import RewardModel, load_tokenizer, resolve_model
+from tests.conftest import MODEL_CACHE
 
 PROMPTS = ["What is 2 + 3? Answer with the number only.", "Hi", "List 3 fruits, separated by commas."]
 RESPONSES = ["5", "Hello there, how can I help you today with anything at all?", "apple, pear, plum."]
@@ -12,7 +13,7 @@ RESPONSES = ["5", "Hello there, how can I help you today with anything at all?",
 
 @pytest.fixture(scope="module")
 def rm_and_tok():
-    tiny = resolve_model("tiny", "/work/main/artifacts/models")
+    tiny = resolve_model("tiny", MODEL_CACHE)
     return RewardModel.from_pretrained_backbone(tiny).eval(), load_tokenizer(tiny)
 
 
