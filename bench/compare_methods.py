@@ -17,19 +17,19 @@ pipeline trains on top of them is cut to one step (`rlhf.optim.steps=1`) since i
 
 Columns: method, stage that trained it, gold score, RM score, tax (probe-accuracy drop vs SFT), mean
 response length (characters), wall time of its training stage (s). Logged as run "method-comparison"
-(params: config + overrides; artifact methods.csv / methods.md; metrics <method>/<column>).
+(params: config + overrides; artifacts method-comparison.csv / .md; metrics <method>/<column>); the
+table also goes to <artifacts>/methods.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.pipeline_runs import REPO, client, log_table, run_pipeline, stage_metrics  # noqa: E402
 
 NO_SEARCH = ["averaging.alphas=[0.0, 1.0]", "averaging.partwise_alphas=[]", "averaging.random=0",
              "averaging.hma.enabled=false", "averaging.registry.enabled=false",
@@ -46,16 +46,6 @@ RUNS = {
 }
 
 
-def run(config: str, artifacts: Path, overrides: list[str]) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "alignpipe.cli", "run", "--config", config, f"artifacts_dir={artifacts}", *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed ({' '.join(overrides)}):\n{proc.stderr[-3000:]}")
-    line = next(x for x in reversed(proc.stdout.splitlines() + proc.stderr.splitlines()) if "pipeline finished" in x)
-    return {"parent_run_id": line.split("parent run ")[1].split(";")[0], "report": Path(line.rsplit(" in ", 1)[1])}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/pipeline/quickstart.yaml")
@@ -66,13 +56,13 @@ def main() -> None:
 
     import pandas as pd
 
-    rows, la = [], None
+    mlflow, rows, la = client(a.config, a.overrides, a.artifacts), [], None
     for i, method in enumerate(a.methods.split(",")):
         extra, row_name, stage = RUNS[method]
         la_flag = [f"linear_alignment.enabled={str(method == 'sft').lower()}"]  # LA decodes the plain SFT policy
-        out = run(a.config, a.artifacts, NO_SEARCH + la_flag + extra + a.overrides)
+        out = run_pipeline(a.config, a.artifacts, NO_SEARCH + la_flag + extra + a.overrides)
         table = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
-        wall = stage_wall_time(a, out["parent_run_id"], stage)
+        wall = stage_metrics(mlflow, out["parent_run_id"], stage).get("wall_time_s", float("nan"))
         r = table.loc[row_name]
         print(f"{method}: gold {r.gold_score:.3f}", flush=True)
         rows.append({"method": method, "stage": stage, "gold_score": r.gold_score, "rm_score": r.rm_score,
@@ -93,52 +83,12 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.drop(columns="pipeline_run").to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     table.to_csv(a.artifacts / "methods.csv", index=False)  # kept even if logging fails
-    log_to_mlflow(table, a)
-
-
-def stage_wall_time(a, parent_run_id: str, stage: str) -> float:
-    """The training stage's wall time as its MLflow child run of this pipeline run recorded it (a stage
-    reused from the cache reports the wall time of the run that computed it)."""
-    from mlflow.tracking import MlflowClient
-
     from alignpipe.config import load_config
-    from alignpipe.tracking import resolve_tracking_uri
 
-    client = MlflowClient(resolve_tracking_uri(load_config(a.config, a.overrides).tracking.uri, a.artifacts))
-    exp = client.get_run(parent_run_id).info.experiment_id
-    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`alignpipe.stage` = '{stage}'")
-    return runs[0].data.metrics.get("wall_time_s", float("nan")) if runs else float("nan")
-
-
-def log_to_mlflow(table, a) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from alignpipe.config import load_config
-    from alignpipe.tracking import resolve_tracking_uri
-
-    cfg = load_config(a.config, a.overrides)
-    client = MlflowClient(resolve_tracking_uri(cfg.tracking.uri, a.artifacts))
-    exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    run = client.create_run(exp.experiment_id, run_name="method-comparison",
-                            tags={"alignpipe.stage": "method-comparison"})
-    rid = run.info.run_id
-    client.log_param(rid, "config", a.config)
-    client.log_param(rid, "overrides", " ".join(a.overrides) or "-")
-    for _, r in table.iterrows():
-        for col in ("gold_score", "rm_score", "tax", "response_length", "wall_time_s"):
-            client.log_metric(rid, f"{r['method']}/{col}", float(r[col]))
-    client.log_text(rid, table.to_csv(index=False), "methods.csv")
-    client.log_text(rid, table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(), "methods.md")
-    client.set_terminated(rid)
-    print(f"MLflow run {rid} (method-comparison)")
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    rid = log_table(mlflow, load_config(a.config, a.overrides).tracking.experiment, "method-comparison", table,
+                    {"config": a.config, "overrides": " ".join(a.overrides) or "-"},
+                    ["gold_score", "rm_score", "tax", "response_length", "wall_time_s"], key="method")
+    print(f"MLflow run {rid} (method-comparison; artifact method-comparison.csv)")
 
 
 if __name__ == "__main__":

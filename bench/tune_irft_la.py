@@ -4,7 +4,7 @@ Needs a quickstart run's artifacts (data/sft.parquet, data/eval_prompts.parquet,
 the converted base model. Greedy responses, 48 new tokens, scored by the world's gold checker.
 
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py sft                      # plain SFT from base
-  HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py irft --stages 5 --lr 2e-5
+  HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py irft --base SFT_DIR --stages 5 --irft-lr 5e-6 --sft-weight 1
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py la --step-sizes 0 1 2 --principles 0 1
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py eval --model DIR          # greedy gold of any model
 """
@@ -73,7 +73,8 @@ def train(args, demos: list[dict], out: Path, optim: OptimConfig) -> tuple[Path,
         print({k: round(v, 4) for k, v in res.metrics.items()}, flush=True)
         return out / "model", time.time() - t0
     cfg = SFTConfig(method="irft", optim=optim,
-                    irft=IRFTConfig(stages=1, beta=args.beta, max_new_tokens=args.max_new_tokens))
+                    irft=IRFTConfig(stages=1, beta=args.beta, max_new_tokens=args.max_new_tokens, lr=args.irft_lr,
+                                    sft_weight=args.sft_weight))
     start, total = args.base, 0.0
     for epoch in range(args.epochs):
         for t, part in enumerate(irft.split_stages(len(demos), args.stages, seed=epoch)):
@@ -97,7 +98,9 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="eval: the model dir; la: defaults to <qs>/sft")
     ap.add_argument("--stages", type=int, default=5)
     ap.add_argument("--beta", type=float, default=0.1)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--lr", type=float, default=2e-5, help="sft only (IRFT reads --irft-lr)")
+    ap.add_argument("--irft-lr", type=float, default=IRFTConfig().lr)
+    ap.add_argument("--sft-weight", type=float, default=IRFTConfig().sft_weight, help="irft: λ of the demonstration NLL")
     ap.add_argument("--steps", type=int, default=30, help="sft only")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=48)
