@@ -36,7 +36,7 @@ from bench.pipeline_runs import REPO, client, log_table, run_pipeline, stage_met
 CUT_SEARCH = ["averaging.alphas=[0.5]", "averaging.partwise_alphas=[]", "averaging.random=0",
               "averaging.hma.enabled=false", "averaging.registry.enabled=false", "averaging.select.tax_budget=1.0"]
 RUNS = {  # name -> (config, extra overrides)
-    "unbiased": ("configs/pipeline/quickstart.yaml", ["name=lb_unbiased"]),
+    "unbiased": ("configs/pipeline/quickstart.yaml", ["name=lb_unbiased"]),  # + the biased config's reward_eval.frac
     "biased": ("configs/pipeline/length_bias.yaml", []),
     "dpo_raw": ("configs/pipeline/length_bias_dpo.yaml", []),
     "dpo_lwr": ("configs/pipeline/length_bias_dpo.yaml", ["rlhf.reward_calibration=lwr", "name=length_bias_dpo_lwr"]),
@@ -59,9 +59,14 @@ def main() -> None:
 
     import pandas as pd
 
+    from alignpipe.config import load_config
+
     common = [*CUT_SEARCH, f"reward_eval.world_pairs={a.world_pairs}", *a.overrides]
+    frac = load_config(RUNS["biased"][0], common).reward_eval.frac  # both RMs calibrated with one bandwidth
     mlflow, rm, policy = client(RUNS["biased"][0], common, a.artifacts), {}, {}
     for name, (config, extra) in RUNS.items():
+        if name == "unbiased":
+            extra = [*extra, f"reward_eval.frac={frac}"]
         out = run_pipeline(config, a.artifacts, common + extra)
         rm[name] = stage_metrics(mlflow, out["parent_run_id"], "reward_eval")
         policy[name] = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
@@ -71,8 +76,6 @@ def main() -> None:
     policy_table = pd.DataFrame(policy_rows(policy))
     fmt = {"float_format": lambda x: f"{x:.3f}", "na_rep": "-", "index": False}
     print(rm_table.to_string(**fmt), policy_table.to_string(**fmt), sep="\n\n")
-
-    from alignpipe.config import load_config
 
     experiment = load_config(RUNS["biased"][0], common).tracking.experiment
     params = {"world_pairs": str(a.world_pairs), "overrides": " ".join(a.overrides) or "-"}
