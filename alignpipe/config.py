@@ -227,6 +227,8 @@ class RLHFConfig(Frozen):
                             "(PPO, RSF), or once on the pooled samples of generated DPO pairs")
     calibration_buffer: int = Field(512, ge=8, description="recent rollout responses the calibration curve is fitted on")
     calibration_frac: float = Field(0.3, gt=0, le=1, description="LOWESS bandwidth on rollout / sample pools (§2b)")
+    calibration_lam: float = Field(1.0, gt=0, description="λ in r − λ·b̂(c) (§2b): how much of the fitted length bias "
+                                   "is taken out of the reward RLHF optimises")
     resources: Resources = Resources(num_cpus=2)
 
 

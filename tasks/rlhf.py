@@ -57,7 +57,7 @@ def stage_config(cfg: RLHFConfig, max_length: int) -> dict:
     if not generates_pairs(cfg):
         unused |= {"dpo_pairs", "generated_pairs"}
     if not needs_reward_model(cfg):  # calibration settings only steer what scores with the RM
-        unused |= {"reward_calibration", "calibration_buffer", "calibration_frac"}
+        unused |= {"reward_calibration", "calibration_buffer", "calibration_frac", "calibration_lam"}
     elif cfg.method == "dpo":  # generated pairs are calibrated once on their pool: no rolling buffer
         unused.add("calibration_buffer")
     return cfg.model_dump(exclude=unused) | {"max_length": max_length}

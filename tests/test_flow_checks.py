@@ -31,12 +31,13 @@ def test_the_rlhf_fingerprint_holds_the_generated_pair_keys_only_where_they_are_
     from alignpipe.config import GeneratedPairsConfig, RLHFConfig
     from tasks.rlhf import stage_config
 
-    calibration = {"reward_calibration", "calibration_buffer", "calibration_frac"}
+    calibration = {"reward_calibration", "calibration_buffer", "calibration_frac", "calibration_lam"}
     dataset = stage_config(RLHFConfig(), 96)
     assert set(dataset) == {"method", "beta", "optim", "resources", "max_length"}  # as before the option existed
     assert stage_config(RLHFConfig(generated_pairs=GeneratedPairsConfig(n=8), reward_calibration="lwr"), 96) == dataset
     generated = stage_config(RLHFConfig(dpo_pairs="generated", reward_calibration="lwr"), 96)
-    assert set(generated) - set(dataset) == {"dpo_pairs", "generated_pairs", "reward_calibration", "calibration_frac"}
+    assert set(generated) - set(dataset) == {"dpo_pairs", "generated_pairs", "reward_calibration", "calibration_frac",
+                                             "calibration_lam"}
     assert generated != stage_config(RLHFConfig(dpo_pairs="generated", generated_pairs=GeneratedPairsConfig(n=8),
                                                 reward_calibration="lwr"), 96)
     assert generated != stage_config(RLHFConfig(dpo_pairs="generated", reward_calibration="mean"), 96)

@@ -10,8 +10,8 @@ Choices and simplifications:
 - Calibration is ONE fit on the pooled scored samples of this round (every prompt × n), made by
   the rolling calibrator with a buffer of exactly that size, i.e. the same estimators: RC-LWR with
   bandwidth `rlhf.calibration_frac`, or RC-Mean with a prompt's n samples as one group (window d =
-  mean same-prompt length gap / 4); λ = 1. A pool of fewer than 20 samples stays uncalibrated
-  (RC-Mean's minimum window), as the rolling calibrator does.
+  mean same-prompt length gap / 4); λ = `rlhf.calibration_lam`. A pool of fewer than 20 samples stays
+  uncalibrated (RC-Mean's minimum window), as the rolling calibrator does.
 - A prompt whose best and worst calibrated rewards are equal carries no preference: it is dropped
   and counted (`pairs_dropped`). Ties inside a prompt go to the lowest sample index.
 - Samples are drawn once, before training (offline DPO on the SFT policy's samples; no
@@ -48,16 +48,16 @@ from alignpipe.training.ppo import rm_rewards
 GENERATION_BATCH = 64
 
 
-def calibrate_pool(lengths: np.ndarray, scores: np.ndarray, method: Method, *, frac: float = 0.3,
+def calibrate_pool(lengths: np.ndarray, scores: np.ndarray, method: Method, *, frac: float = 0.3, lam: float = 1.0,
                    min_points: int = 20) -> tuple[np.ndarray, BiasCurve | None]:
-    """Scores minus the length bias fitted once on the whole pool. lengths, scores (p, n) -> ((p, n), curve).
+    """Scores minus λ × the length bias fitted once on the whole pool. lengths, scores (p, n) -> ((p, n), curve).
 
     Row i (prompt i's n samples) is one RC-Mean group. The curve is None when nothing was fitted
     (method "none", or fewer than `min_points` samples): the scores come back unchanged.
     """
     if lengths.shape != scores.shape or scores.ndim != 2:
         raise ValueError(f"lengths {lengths.shape} and scores {scores.shape} must be the same (prompts, samples) shape")
-    calibrator = RollingCalibrator(method, max(1, scores.size), frac=frac, min_points=min_points)
+    calibrator = RollingCalibrator(method, max(1, scores.size), frac=frac, lam=lam, min_points=min_points)
     groups = np.repeat(np.arange(scores.shape[0]), scores.shape[1]).tolist()
     calibrated = calibrator.update(lengths.ravel(), scores.ravel(), groups=groups)
     return calibrated.reshape(scores.shape), calibrator.curve
@@ -118,7 +118,7 @@ def label_pairs(prompts: list[str], samples: list[list[str]], raw: np.ndarray,
 
 def build_pairs(policy, tok, rm: RewardModel, rm_tok, prompts: list[str], cfg: GeneratedPairsConfig,
                 calibration: Method, *, frac: float, max_length: int, seed: int,
-                min_points: int = 20) -> tuple[list[dict], dict[str, float], BiasCurve | None]:
+                lam: float = 1.0, min_points: int = 20) -> tuple[list[dict], dict[str, float], BiasCurve | None]:
     """Sample cfg.n responses per prompt from `policy`, score, calibrate on the pool, label best vs worst.
 
     -> (rows as `label_pairs`, `pair_stats`, the fitted bias curve or None). Raises ValueError when
@@ -131,7 +131,8 @@ def build_pairs(policy, tok, rm: RewardModel, rm_tok, prompts: list[str], cfg: G
     raw, z = rm_rewards(rm, rm_tok, RollingCalibrator("none", 1), flat, responses, max_length)  # z = (raw − μ)/σ
     shape = (len(prompts), cfg.n)
     lengths = np.array([len(r) for r in responses]).reshape(shape)
-    calibrated, curve = calibrate_pool(lengths, z.reshape(shape), calibration, frac=frac, min_points=min_points)
+    calibrated, curve = calibrate_pool(lengths, z.reshape(shape), calibration, frac=frac, lam=lam,
+                                   min_points=min_points)
     samples = [responses[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
     rows, stats = label_pairs(prompts, samples, raw.reshape(shape), calibrated)
     if not rows:
@@ -155,7 +156,7 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out
     policy, tok = load_policy(policy_dir)
     rm, rm_tok = RewardModel.load(rm_dir), load_tokenizer(rm_dir)
     rows, stats, curve = build_pairs(policy, tok, rm, rm_tok, picked, gp, cfg.reward_calibration,
-                                     frac=cfg.calibration_frac, max_length=max_length, seed=seed)
+                                     frac=cfg.calibration_frac, lam=cfg.calibration_lam, max_length=max_length, seed=seed)
     del policy, rm  # DPO loads its own copy of the policy, trained and used as the reference
     data = {"generated_pairs.parquet": write_snapshot(rows, out_dir / "generated_pairs.parquet")}
     if curve is not None:

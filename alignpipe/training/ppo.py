@@ -289,7 +289,8 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out
     ppo = cfg.ppo
     policy, tok = load_policy(policy_dir)
     rm, rm_tok = RewardModel.load(rm_dir), load_tokenizer(rm_dir)
-    calibrator = RollingCalibrator(cfg.reward_calibration, cfg.calibration_buffer, frac=cfg.calibration_frac)
+    calibrator = RollingCalibrator(cfg.reward_calibration, cfg.calibration_buffer, frac=cfg.calibration_frac,
+                                   lam=cfg.calibration_lam)
     batch = min(ppo.prompts_per_rollout, len(prompts))
     learner = PPOLearner(policy, tok, ppo, cfg.optim, ppo.rollouts * updates_per_rollout(ppo, batch), max_length=max_length)
 

@@ -66,7 +66,8 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out
     rsf = cfg.rsf
     model, tok = load_policy(policy_dir)
     rm, rm_tok = RewardModel.load(rm_dir), load_tokenizer(rm_dir)
-    calibrator = RollingCalibrator(cfg.reward_calibration, cfg.calibration_buffer, frac=cfg.calibration_frac)
+    calibrator = RollingCalibrator(cfg.reward_calibration, cfg.calibration_buffer, frac=cfg.calibration_frac,
+                                   lam=cfg.calibration_lam)
     opt, sched = make_optimizer(model.parameters(), cfg.optim.model_copy(update={"steps": rsf.iterations * rsf.steps_per_iteration}))
     state = {"model": model, "optimizer": opt, "scheduler": sched}
     start, saved, log = checkpoints.resume("rsf", state, log)

@@ -79,6 +79,10 @@ def test_rc_mean_uses_a_prompts_samples_as_one_group_and_its_20_point_minimum():
     rows, stats = label_pairs(prompts, samples, rewards, calibrated)  # j + 0.25 − 2.5 beats j − 0.25 − 2.5
     assert [r["chosen"][0] for r in rows] == ["s", "l"] * 6 and stats["chosen_longer_calibrated"] == 0.5
 
+    # λ = 2 takes the bias out twice: r − 2·b̂ = r − 2·(12.5 or 42.5)
+    twice, _ = calibrate_pool(lengths, rewards, "mean", lam=2.0, min_points=12)
+    np.testing.assert_allclose(twice, rewards - 2 * np.array([12.5, 42.5]), atol=1e-12)
+
 
 def test_no_calibration_leaves_the_normalised_rewards():
     _, _, lengths, rewards, _ = _length_slope_pool()
