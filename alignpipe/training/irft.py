@@ -15,7 +15,8 @@ Choices:
   `cfg.optim.steps` is not used: the data size and T set the step count (one epoch in total); the
   learning rate is `cfg.irft.lr` (a DPO-like loss wants a DPO-like rate), the rest of cfg.optim applies.
 - `cfg.irft.sft_weight` λ adds λ · the demonstrations' per-token NLL to the stage loss (see
-  `irft_loss`); 0 is §1b's loss exactly.
+  `irft_loss`); 0 is §1b's loss exactly. The default is 1: the logistic term alone lowered the
+  gold score well below the SFT model it started from (config.py says by how much).
 - ỹ is compared with y as stripped text (the form `generate_responses` returns), and encoded like
   every response, followed by EOS, even when generation stopped at `max_new_tokens`.
 - Per stage the demonstration-vs-generated gap, mean log π(y|x) − log π(ỹ|x), is measured under
