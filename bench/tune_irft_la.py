@@ -7,6 +7,10 @@ the converted base model. Greedy responses, 48 new tokens, scored by the world's
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py irft --base SFT_DIR --stages 5 --irft-lr 5e-6 --sft-weight 1
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py la --step-sizes 0 1 2 --principles 0 1
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py eval --model DIR          # greedy gold of any model
+  HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py eval --model DIR --fresh 200  # on 200 new world prompts
+
+The quickstart's 40 eval prompts leave ±0.05 of gold noise (a prompt's gold SD is ~0.33); `--fresh N`
+scores on N prompts of the quickstart world that no stage has seen (seed + 11) instead.
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ def gold(model, tok, rows: list[dict], generate=generate_responses) -> tuple[flo
     per = {f: sum(s for r, s in zip(rows, scores, strict=True) if r["family"] == f) / sum(r["family"] == f for r in rows)
            for f in fams}
     return sum(scores) / len(scores), per
+
+
+def fresh_prompts(n: int) -> list[dict]:
+    """n prompts of the quickstart world's families from a seed no data stage uses (world seed + 11)."""
+    from alignpipe.config import WorldConfig
+    from alignpipe.data import world
+
+    w = WorldConfig()
+    return [{"prompt": p["instruction"], **p} for p in world.make_prompts(n, w.seed + 11, w.families)]
 
 
 def report(name: str, score: tuple[float, dict[str, float]], seconds: float) -> None:
@@ -109,10 +122,11 @@ def main() -> None:
     ap.add_argument("--principles", type=int, nargs="+", default=[0])
     ap.add_argument("--top-p", type=float, default=0.8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fresh", type=int, default=0, help="score on N new world prompts instead of the run's eval prompts")
     ap.add_argument("--out", type=Path, help="keep the trained model here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = read_snapshot(args.qs / "data" / "eval_prompts.parquet")
+    rows = read_snapshot(args.qs / "data" / "eval_prompts.parquet") if not args.fresh else fresh_prompts(args.fresh)
     demos = read_snapshot(args.qs / "data" / "sft.parquet")
     out = args.out or Path(tempfile.mkdtemp(prefix="tune_irft_la-"))
     optim = OptimConfig(lr=args.lr, steps=args.steps, batch_size=args.batch_size)
