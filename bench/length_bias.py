@@ -17,7 +17,7 @@ search to one MA midpoint (not what is measured here).
     .venv/bin/python bench/length_bias.py [--artifacts DIR] [--world-pairs 400] [--eval-prompts 200]
         [key=value overrides for every run]
 
-Prints, and logs as the MLflow run "length-bias" (length-bias.csv):
+Prints two tables, and logs them as the MLflow runs "length-bias-rm" and "length-bias-policy" (a .csv each):
  (a) agreement of the RM with the gold preference, unbiased / biased raw / biased calibrated, and the
      recovery (calibrated − raw) / (unbiased − raw): the share of the agreement the bias cost that
      calibration gives back (target ≥ 0.5);
@@ -67,7 +67,8 @@ def main() -> None:
 
     common = [*CUT_SEARCH, f"reward_eval.world_pairs={a.world_pairs}", f"data.world.n_eval_prompts={a.eval_prompts}",
               *a.overrides]
-    frac = load_config(RUNS["biased"][0], common).reward_eval.frac  # both RMs calibrated with one bandwidth
+    biased = load_config(RUNS["biased"][0], common)
+    frac = biased.reward_eval.frac  # both RMs calibrated with one bandwidth
     mlflow, rm, policy = client(RUNS["biased"][0], common, a.artifacts), {}, {}
     for name, (config, extra) in RUNS.items():
         if name == "unbiased":
@@ -82,7 +83,7 @@ def main() -> None:
     fmt = {"float_format": lambda x: f"{x:.3f}", "na_rep": "-", "index": False}
     print(rm_table.to_string(**fmt), policy_table.to_string(**fmt), sep="\n\n")
 
-    experiment = load_config(RUNS["biased"][0], common).tracking.experiment
+    experiment = biased.tracking.experiment
     params = {"world_pairs": str(a.world_pairs), "eval_prompts": str(a.eval_prompts),
               "overrides": " ".join(a.overrides) or "-"}
     rid = log_table(mlflow, experiment, "length-bias-rm", rm_table, params, ["unbiased", "raw", "calibrated"], key="measure")
