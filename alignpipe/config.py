@@ -112,7 +112,9 @@ class IRFTConfig(Frozen):
 
     stages: int = Field(5, ge=1, description="T; T = 1 is SPIN")
     beta: float = Field(0.1, gt=0)
-    max_new_tokens: int = Field(48, ge=1, description="length of the model's own (greedy) continuations")
+    max_new_tokens: int = Field(48, ge=1, description="length of the model's own continuations")
+    temperature: float = Field(0.0, ge=0, description="of the own continuations: 0 is greedy (§1b); > 0 samples "
+                               "ỹ ~ π_t as SPIN and the IRFT reference code did")
     lr: float = Field(5e-6, gt=0, description="IRFT's learning rate: its loss is DPO's (demonstration ≻ own sample), "
                       "so a DPO-like rate; at SFT's 2e-5 the loss saturated within a stage (gap 153 nats, gold 0.48)")
     # Default 1, not §1b's 0: on SmolLM2 / the built-in world, IRFT on top of SFT with the logistic term alone fell

@@ -7,7 +7,8 @@ the converted base model. Greedy responses, 48 new tokens, scored by the world's
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py irft --base SFT_DIR --stages 5 --irft-lr 5e-6 --sft-weight 1
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py la --step-sizes 0 1 2 --principles 0 1
   HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py eval --model DIR          # greedy gold of any model
-  HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py eval --model DIR --fresh 200  # on 200 new world prompts
+  HF_HUB_OFFLINE=1 .venv/bin/python bench/tune_irft_la.py eval --model SFT A B --fresh 400  # 400 new world prompts;
+      # A and B also as the paired per-prompt difference to SFT ± its standard error
 
 The quickstart's 40 eval prompts leave ±0.05 of gold noise (a prompt's gold SD is ~0.33); `--fresh N`
 scores on N prompts of the quickstart world that no stage has seen (seed + 11) instead.
@@ -52,14 +53,22 @@ class PrintLogger:
             print(f"  [{time.time() - self.t0:.0f} s] step {step}: {shown}", flush=True)
 
 
-def gold(model, tok, rows: list[dict], generate=generate_responses) -> tuple[float, dict[str, float]]:
-    """Mean gold score of greedy responses, overall and per family."""
+def gold(model, tok, rows: list[dict], generate=generate_responses) -> tuple[float, dict[str, float], list[float]]:
+    """Mean gold score of greedy responses, overall and per family, and the per-prompt scores."""
     responses = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=48, batch_size=20)
     scores = gold_scores(rows, responses)
     fams = sorted({r["family"] for r in rows})
     per = {f: sum(s for r, s in zip(rows, scores, strict=True) if r["family"] == f) / sum(r["family"] == f for r in rows)
            for f in fams}
-    return sum(scores) / len(scores), per
+    return sum(scores) / len(scores), per, scores
+
+
+def paired(scores: list[float], ref: list[float]) -> str:
+    """Mean per-prompt difference to `ref` ± its standard error (the same prompts, so most noise cancels)."""
+    d = [a - b for a, b in zip(scores, ref, strict=True)]
+    mean = sum(d) / len(d)
+    se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+    return f"{mean:+.4f} ± {se:.4f}"
 
 
 def fresh_prompts(n: int) -> list[dict]:
@@ -71,9 +80,11 @@ def fresh_prompts(n: int) -> list[dict]:
     return [{"prompt": p["instruction"], **p} for p in world.make_prompts(n, w.seed + 11, w.families)]
 
 
-def report(name: str, score: tuple[float, dict[str, float]], seconds: float) -> None:
+def report(name: str, score: tuple[float, dict[str, float], list[float]], seconds: float,
+           ref: list[float] | None = None) -> None:
     per = " ".join(f"{k}={v:.3f}" for k, v in score[1].items())
-    print(f"{name}: gold {score[0]:.4f} ({per}) [{seconds:.0f} s]", flush=True)
+    vs = f", vs first model {paired(score[2], ref)}" if ref is not None else ""
+    print(f"{name}: gold {score[0]:.4f} ({per}){vs} [{seconds:.0f} s]", flush=True)
 
 
 def train(args, demos: list[dict], out: Path, optim: OptimConfig) -> tuple[Path, float]:
@@ -87,7 +98,7 @@ def train(args, demos: list[dict], out: Path, optim: OptimConfig) -> tuple[Path,
         return out / "model", time.time() - t0
     cfg = SFTConfig(method="irft", optim=optim,
                     irft=IRFTConfig(stages=1, beta=args.beta, max_new_tokens=args.max_new_tokens, lr=args.irft_lr,
-                                    sft_weight=args.sft_weight))
+                                    sft_weight=args.sft_weight, temperature=args.temperature))
     start, total = args.base, 0.0
     for epoch in range(args.epochs):
         for t, part in enumerate(irft.split_stages(len(demos), args.stages, seed=epoch)):
@@ -108,7 +119,8 @@ def main() -> None:
     ap.add_argument("what", choices=["sft", "irft", "la", "eval"])
     ap.add_argument("--qs", type=Path, default=Path("/tmp/qs_ref"), help="quickstart artifacts (data/, sft/)")
     ap.add_argument("--base", type=Path, default=Path("artifacts/models/smollm2-135m-instruct"))
-    ap.add_argument("--model", type=Path, help="eval: the model dir; la: defaults to <qs>/sft")
+    ap.add_argument("--model", type=Path, nargs="+", help="eval: model dirs (each after the first also as the paired "
+                    "per-prompt difference to the first); la: one, defaults to <qs>/sft")
     ap.add_argument("--stages", type=int, default=5)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=2e-5, help="sft only (IRFT reads --irft-lr)")
@@ -117,6 +129,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="sft only")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--temperature", type=float, default=IRFTConfig().temperature, help="irft: of the own samples")
     ap.add_argument("--epochs", type=int, default=1, help="irft: passes over the data, each a run of --stages stages")
     ap.add_argument("--step-sizes", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
     ap.add_argument("--principles", type=int, nargs="+", default=[0])
@@ -124,6 +137,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fresh", type=int, default=0, help="score on N new world prompts instead of the run's eval prompts")
     ap.add_argument("--out", type=Path, help="keep the trained model here")
+    ap.add_argument("--no-eval", action="store_true", help="sft/irft: train only (score later with eval)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = read_snapshot(args.qs / "data" / "eval_prompts.parquet") if not args.fresh else fresh_prompts(args.fresh)
@@ -132,15 +146,22 @@ def main() -> None:
     optim = OptimConfig(lr=args.lr, steps=args.steps, batch_size=args.batch_size)
     if args.what in ("sft", "irft"):
         final, train_s = train(args, demos, out, optim)
+        if args.no_eval:
+            print(f"{args.what}: trained in {train_s:.0f} s, model {final}", flush=True)
+            return
         model, tok = load_policy(final)
         t0 = time.time()
         report(f"{args.what} (train {train_s:.0f} s, model {final})", gold(model, tok, rows), time.time() - t0)
     elif args.what == "eval":
-        model, tok = load_policy(args.model)
-        t0 = time.time()
-        report(str(args.model), gold(model, tok, rows), time.time() - t0)
+        ref = None
+        for path in args.model:
+            model, tok = load_policy(path)
+            t0 = time.time()
+            score = gold(model, tok, rows)
+            report(str(path), score, time.time() - t0, ref)
+            ref = score[2] if ref is None else ref
     else:
-        model, tok = load_policy(args.model or args.qs / "sft")
+        model, tok = load_policy(args.model[0] if args.model else args.qs / "sft")
         for p in args.principles:
             for r in args.step_sizes:
                 cfg = LinearAlignmentConfig(principle=PRINCIPLES[p], step_size=r, top_p=args.top_p)

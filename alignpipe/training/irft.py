@@ -1,7 +1,8 @@
 """IRFT: implicit-reward inverse-RL fine-tuning on SFT demonstrations (Li et al. 2024; ALGORITHMS §1b).
 
 The demonstrations are split into T stages (a seeded shuffle, then T near-equal parts). At stage t
-the current model π_t is the reference: it generates one greedy continuation ỹ per prompt, rendered
+the current model π_t is the reference: it generates one continuation ỹ per prompt (greedy as §1b says,
+or sampled at `irft.temperature` > 0 as SPIN and the reference code did), rendered
 with the same chat template as training (`generate_responses`), pairs with ỹ == y are dropped, and
 π_t's summed log-probs of y and ỹ are precomputed, so no second copy of the model is held. Then
 one epoch over the stage's pairs minimises `irft_loss` (DPO with demonstration ≻ own sample).
@@ -66,9 +67,10 @@ def _gap(logps: torch.Tensor) -> float:
 
 def own_sample_pairs(model, tok, stage: list[dict], cfg: SFTConfig, *, max_length: int, seed: int
                      ) -> tuple[list[tuple[Encoded, Encoded]], list[dict]]:
-    """(demonstration, greedy own sample) pairs of a stage, ỹ == y dropped; plus one record per row."""
+    """(demonstration, own sample) pairs of a stage, ỹ == y dropped; plus one record per row. The sample is
+    greedy at `cfg.irft.temperature` 0, else drawn at that temperature seeded with `seed`."""
     generated = generate_responses(model, tok, [r["prompt"] for r in stage], max_new_tokens=cfg.irft.max_new_tokens,
-                                   batch_size=2 * cfg.optim.batch_size, seed=seed)
+                                   temperature=cfg.irft.temperature, batch_size=2 * cfg.optim.batch_size, seed=seed)
     records = [{"prompt": r["prompt"], "demonstration": r["response"], "generated": g, "kept": g != r["response"].strip()}
                for r, g in zip(stage, generated, strict=True)]
     pairs = [(encode(tok, r["prompt"], r["demonstration"], max_length), encode(tok, r["prompt"], r["generated"], max_length))
@@ -92,7 +94,7 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     kept, truncated, progress = saved.get("kept", 0), saved.get("truncated", 0), Progress("irft", stages, start)
     for t, idx in islice(enumerate(split_stages(len(rows), stages, seed)), start, None):
         model.eval()
-        pairs, records = own_sample_pairs(model, tok, [rows[i] for i in idx], cfg, max_length=max_length, seed=seed)
+        pairs, records = own_sample_pairs(model, tok, [rows[i] for i in idx], cfg, max_length=max_length, seed=seed + t)
         negatives += [{"stage": t} | r for r in records]
         kept, truncated = kept + len(pairs), truncated + sum(a.truncated or b.truncated for a, b in pairs)
         ref = reference_logps(model, pairs, pad, bs) if pairs else torch.empty(0, 2)  # π_t: the model as it is now

@@ -118,3 +118,17 @@ def test_sft_weight_raises_the_demonstrations_likelihood_more(tiny_dir, tmp_path
         with torch.inference_mode():
             demo_logp[weight] = pair_logps(model, pairs, tok.pad_token_id)[0].mean().item()
     assert demo_logp[10.0] > demo_logp[0.0] + 1.0, demo_logp
+
+
+def test_temperature_samples_the_negatives_with_a_seed_per_stage(tiny_dir, tmp_path):
+    rows = [{"prompt": f"Name a thing number {i}.", "response": f"thing {i} is nice"} for i in range(4)]
+    cfg = irft_cfg(stages=2, lr=1e-9)  # a negligible step: stage 1 samples from (almost) the starting model
+    cfg = cfg.model_copy(update={"irft": cfg.irft.model_copy(update={"temperature": 1.0})})
+    irft.run(cfg, tiny_dir, rows, tmp_path, NullLogger(), max_length=64, seed=3)
+    model, tok = load_policy(tiny_dir)
+    negatives = read_snapshot(tmp_path / "negatives.parquet")
+    for t, part in enumerate(irft.split_stages(len(rows), 2, seed=3)):
+        prompts = [rows[i]["prompt"] for i in part]
+        sampled = generate_responses(model, tok, prompts, max_new_tokens=6, temperature=1.0, batch_size=4, seed=3 + t)
+        assert [n["generated"] for n in negatives if n["stage"] == t] == sampled
+        assert sampled != generate_responses(model, tok, prompts, max_new_tokens=6)  # greedy gives ["", ""]
