@@ -15,8 +15,11 @@ pipeline trains on top of them is cut to one step (`rlhf.optim.steps=1`) since i
     .venv/bin/python bench/compare_methods.py [--config configs/pipeline/quickstart.yaml] [--artifacts DIR]
         [--methods sft,irft,rft,dpo,ppo,rsf] [extra key=value overrides for every run]
 
-Columns: method, stage that trained it, gold score, RM score, tax (probe-accuracy drop vs SFT), mean
-response length (characters), wall time of its training stage (s). Logged as run "method-comparison"
+Columns: method, stage that trained it, gold score, its paired difference from plain SFT over the same
+eval prompts and that difference's standard error (per-prompt gold scores; the means of two policies
+differ by less than either's sampling noise, the paired difference cancels the prompt-to-prompt
+variance), RM score, tax (probe-accuracy drop vs SFT), mean response length (characters), wall time of
+its training stage (s; a cached stage reports the wall time of the run that computed it). Logged as run "method-comparison"
 (params: config + overrides; artifacts method-comparison.csv / .md; metrics <method>/<column>); the
 table also goes to <artifacts>/methods.csv.
 """
@@ -29,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pipeline_runs import REPO, client, log_table, run_pipeline, stage_metrics  # noqa: E402
+from bench.pipeline_runs import REPO, client, log_table, run_pipeline, stage_dir, stage_metrics  # noqa: E402
 
 NO_SEARCH = ["averaging.alphas=[0.0, 1.0]", "averaging.partwise_alphas=[]", "averaging.random=0",
              "averaging.hma.enabled=false", "averaging.registry.enabled=false",
@@ -56,28 +59,35 @@ def main() -> None:
 
     import pandas as pd
 
-    mlflow, rows, la = client(a.config, a.overrides, a.artifacts), [], None
+    mlflow, rows, la, sft = client(a.config, a.overrides, a.artifacts), [], None, None
+
+    def row(method: str, stage: str, table, name: str, wall: float, run_id: str) -> dict:
+        """One table row; the paired gold difference vs plain SFT is over the same eval prompts."""
+        r = table.loc[name]
+        per_prompt = pd.read_parquet(stage_dir(mlflow, run_id, f"evaluate_{name}") / "responses.parquet")
+        per_prompt = per_prompt.set_index("id").gold_score
+        diff = (per_prompt - sft).dropna() if sft is not None else per_prompt * float("nan")
+        return {"method": method, "stage": stage, "gold_score": r.gold_score,
+                "gold_vs_sft": diff.mean(), "gold_vs_sft_se": diff.std(ddof=1) / len(diff) ** 0.5,
+                "rm_score": r.rm_score, "tax": r.alignment_tax, "response_length": r.response_length,
+                "wall_time_s": wall, "pipeline_run": run_id}
+
     for i, method in enumerate(a.methods.split(",")):
         extra, row_name, stage = RUNS[method]
         la_flag = [f"linear_alignment.enabled={str(method == 'sft').lower()}"]  # LA decodes the plain SFT policy
         out = run_pipeline(a.config, a.artifacts, NO_SEARCH + la_flag + extra + a.overrides)
+        run_id = out["parent_run_id"]
         table = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
-        wall = stage_metrics(mlflow, out["parent_run_id"], stage).get("wall_time_s", float("nan"))
-        r = table.loc[row_name]
-        print(f"{method}: gold {r.gold_score:.3f}", flush=True)
-        rows.append({"method": method, "stage": stage, "gold_score": r.gold_score, "rm_score": r.rm_score,
-                     "tax": r.alignment_tax, "response_length": r.response_length, "wall_time_s": wall,
-                     "pipeline_run": out["parent_run_id"]})
+        if i == 0:  # plain SFT is the baseline; it is evaluated in every run, so take it from the first
+            sft = pd.read_parquet(stage_dir(mlflow, run_id, "evaluate_sft") / "responses.parquet")
+            sft = sft.set_index("id").gold_score if method == "sft" else None
+            rows.append(row("base", "model (untuned)", table, "base", 0.0, run_id))
+        wall = stage_metrics(mlflow, run_id, stage).get("wall_time_s", float("nan"))
+        rows.append(row(method, stage, table, row_name, wall, run_id))
+        print(f"{method}: gold {rows[-1]['gold_score']:.3f} ({rows[-1]['gold_vs_sft']:+.3f} "
+              f"± {rows[-1]['gold_vs_sft_se']:.3f} vs SFT)", flush=True)
         if "linear_alignment" in table.index and la is None:
-            r = table.loc["linear_alignment"]
-            la = {"method": "linear_alignment", "stage": "evaluate_linear_alignment", "gold_score": r.gold_score,
-                  "rm_score": r.rm_score, "tax": r.alignment_tax, "response_length": r.response_length,
-                  "wall_time_s": 0.0, "pipeline_run": out["parent_run_id"]}
-        if i == 0:
-            base = table.loc["base"]
-            rows.insert(0, {"method": "base", "stage": "model (untuned)", "gold_score": base.gold_score,
-                            "rm_score": base.rm_score, "tax": base.alignment_tax, "response_length": base.response_length,
-                            "wall_time_s": 0.0, "pipeline_run": out["parent_run_id"]})
+            la = row("linear_alignment", "evaluate_linear_alignment", table, "linear_alignment", 0.0, run_id)
     if la:
         rows.append(la)
     table = pd.DataFrame(rows)
@@ -87,7 +97,8 @@ def main() -> None:
 
     rid = log_table(mlflow, load_config(a.config, a.overrides).tracking.experiment, "method-comparison", table,
                     {"config": a.config, "overrides": " ".join(a.overrides) or "-"},
-                    ["gold_score", "rm_score", "tax", "response_length", "wall_time_s"], key="method")
+                    ["gold_score", "gold_vs_sft", "gold_vs_sft_se", "rm_score", "tax", "response_length",
+                     "wall_time_s"], key="method")
     print(f"MLflow run {rid} (method-comparison; artifact method-comparison.csv)")
 
 

@@ -32,12 +32,25 @@ def client(config: str, overrides: list[str], artifacts: Path):
     return MlflowClient(resolve_tracking_uri(load_config(config, overrides).tracking.uri, artifacts))
 
 
+def _stage_run(mlflow, parent_run_id: str, stage: str):
+    exp = mlflow.get_run(parent_run_id).info.experiment_id
+    runs = mlflow.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`alignpipe.stage` = '{stage}'")
+    return runs[0] if runs else None
+
+
 def stage_metrics(mlflow, parent_run_id: str, stage: str) -> dict[str, float]:
     """The metrics of a pipeline run's child run for `stage` (a stage reused from the cache reports the
     metrics, wall time included, of the run that computed it); {} when the run has no such stage."""
-    exp = mlflow.get_run(parent_run_id).info.experiment_id
-    runs = mlflow.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`alignpipe.stage` = '{stage}'")
-    return dict(runs[0].data.metrics) if runs else {}
+    run = _stage_run(mlflow, parent_run_id, stage)
+    return dict(run.data.metrics) if run else {}
+
+
+def stage_dir(mlflow, parent_run_id: str, stage: str) -> Path:
+    """The output directory of a pipeline run's `stage` (its child run's `alignpipe.output_dir` tag)."""
+    run = _stage_run(mlflow, parent_run_id, stage)
+    if run is None or "alignpipe.output_dir" not in run.data.tags:
+        raise SystemExit(f"pipeline run {parent_run_id} has no stage {stage!r} with an output directory")
+    return Path(run.data.tags["alignpipe.output_dir"])
 
 
 def log_table(mlflow, experiment: str, name: str, table, params: dict[str, str], metric_columns: list[str],
