@@ -37,7 +37,8 @@ class Recorder:
 
 def irft_cfg(stages: int, lr: float = 1e-2, batch_size: int = 2) -> SFTConfig:
     return SFTConfig(method="irft", optim=OptimConfig(lr=lr, batch_size=batch_size, warmup_ratio=0.0),
-                     irft=IRFTConfig(stages=stages, beta=0.1, max_new_tokens=6, lr=lr, sft_weight=0.0))  # §1b exactly
+                     irft=IRFTConfig(stages=stages, beta=0.1, max_new_tokens=6, lr=lr, sft_weight=0.0,
+                                     temperature=0.0))  # §1b exactly
 
 
 
