@@ -27,6 +27,7 @@ table also goes to <artifacts>/methods.csv.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -61,14 +62,19 @@ def main() -> None:
 
     mlflow, rows, la, sft = client(a.config, a.overrides, a.artifacts), [], None, None
 
+    @functools.cache
+    def gold_per_prompt(run_id: str, name: str):
+        """Per-prompt gold scores of model `name` in a pipeline run (its evaluate stage's responses), by prompt id."""
+        return pd.read_parquet(stage_dir(mlflow, run_id, f"evaluate_{name}") / "responses.parquet").set_index("id").gold_score
+
     def row(method: str, stage: str, table, name: str, wall: float, run_id: str) -> dict:
-        """One table row; the paired gold difference vs plain SFT is over the same eval prompts."""
+        """One table row; the paired gold difference vs plain SFT is over the same eval prompts (NaN without an SFT run)."""
         r = table.loc[name]
-        per_prompt = pd.read_parquet(stage_dir(mlflow, run_id, f"evaluate_{name}") / "responses.parquet")
-        per_prompt = per_prompt.set_index("id").gold_score
-        diff = (per_prompt - sft).dropna() if sft is not None else per_prompt * float("nan")
-        return {"method": method, "stage": stage, "gold_score": r.gold_score,
-                "gold_vs_sft": diff.mean(), "gold_vs_sft_se": diff.std(ddof=1) / len(diff) ** 0.5,
+        vs_sft, se = float("nan"), float("nan")
+        if sft is not None:
+            diff = (gold_per_prompt(run_id, name) - sft).dropna()
+            vs_sft, se = diff.mean(), diff.std(ddof=1) / len(diff) ** 0.5
+        return {"method": method, "stage": stage, "gold_score": r.gold_score, "gold_vs_sft": vs_sft, "gold_vs_sft_se": se,
                 "rm_score": r.rm_score, "tax": r.alignment_tax, "response_length": r.response_length,
                 "wall_time_s": wall, "pipeline_run": run_id}
 
@@ -78,9 +84,9 @@ def main() -> None:
         out = run_pipeline(a.config, a.artifacts, NO_SEARCH + la_flag + extra + a.overrides)
         run_id = out["parent_run_id"]
         table = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
-        if i == 0:  # plain SFT is the baseline; it is evaluated in every run, so take it from the first
-            sft = pd.read_parquet(stage_dir(mlflow, run_id, "evaluate_sft") / "responses.parquet")
-            sft = sft.set_index("id").gold_score if method == "sft" else None
+        if i == 0:
+            if method == "sft":  # the baseline of the paired differences
+                sft = gold_per_prompt(run_id, "sft")
             rows.append(row("base", "model (untuned)", table, "base", 0.0, run_id))
         wall = stage_metrics(mlflow, run_id, stage).get("wall_time_s", float("nan"))
         rows.append(row(method, stage, table, row_name, wall, run_id))
