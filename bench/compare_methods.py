@@ -9,8 +9,8 @@ the SFT policy in the first run.
 One judge for every row: the reward model is initialised from the base model in all runs
 (`reward_model.init=base`), so it is the same cached stage for the plain-SFT, IRFT and RFT runs and the
 RM-score column compares like with like (with the quickstart's `init: sft` an IRFT run would train,
-and be judged by, its own RM). It trains for 60 steps (`reward_model.optim.steps=60`, ~3 passes over
-its pairs) instead of the quickstart's 20 (one pass, sized for the 15-min budget): PPO and RSF climb
+and be judged by, its own RM). It trains for 60 steps (`reward_model.optim.steps=60`, 2.3 passes over
+its 205 pairs) instead of the quickstart's 20 (160 pairs seen, sized for the 15-min budget): PPO and RSF climb
 this RM, and the 20-step one is at chance on arithmetic and word_count (held-out agreement 0.455 / 0.538;
 0.455 / 0.769 at 60 steps). On 400 eval prompts PPO gained +0.007 ± 0.007 gold over SFT against the
 20-step RM and +0.018 ± 0.008 against the 60-step one (`bench/best_of_n.py` shows why: the RM's best of
