@@ -13,8 +13,8 @@ and be judged by, its own RM). It trains for 60 steps (`reward_model.optim.steps
 its 205 pairs) instead of the quickstart's 20 (160 pairs seen, sized for the 15-min budget): PPO and RSF climb
 this RM, and the 20-step one is at chance on arithmetic and word_count (held-out agreement 0.455 / 0.538;
 0.455 / 0.769 at 60 steps). On 400 eval prompts PPO gained +0.007 ± 0.007 gold over SFT against the
-20-step RM and +0.018 ± 0.008 against the 60-step one (`bench/best_of_n.py` shows why: the RM's best of
-n against the policy's own greedy answer). The IRFT and RFT runs are compared at their SFT stage; the DPO the
+20-step RM and +0.018 ± 0.008 against the 60-step one (`bench/best_of_n.py` measures, by gold, how far
+each RM's best of n beats the policy's own greedy answer). The IRFT and RFT runs are compared at their SFT stage; the DPO the
 pipeline trains on top of them is cut to one step (`rlhf.optim.steps=1`) since it is not reported.
 
     .venv/bin/python bench/compare_methods.py [--config configs/pipeline/quickstart.yaml] [--artifacts DIR]
