@@ -207,6 +207,10 @@ class RSFConfig(Frozen):
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(40, ge=1)
     steps_per_iteration: int = Field(8, ge=1, description="SFT steps on each iteration's kept set")
+    keep: Literal["best", "better_than_greedy"] = Field(
+        "better_than_greedy",
+        description="best: every prompt's best sample (RAFT's plain rule); better_than_greedy: a prompt's best sample only "
+                    "when it out-scores the policy's own greedy answer (RAFT's reward filter, the threshold per prompt)")
 
 
 class GeneratedPairsConfig(Frozen):

@@ -5,7 +5,9 @@ pipeline then evaluates greedily. Neither can raise greedy gold unless the RM's 
 greedy answer. This measures that ceiling directly, on fresh world prompts (a seed no data stage uses),
 for each sampling temperature: the paired gold difference from greedy (± SE, overall and per family) of
 one sample, of the RM's best of n (each --rm; selected as RSF selects: rsf.sample_and_select's scoring and
-rl.selection.best_of_n), and of the gold oracle's best of n (what a perfect judge would keep).
+rl.selection), of that best only where the RM scores it above the greedy answer and the greedy answer
+elsewhere (rlhf.rsf.keep=better_than_greedy; the share kept in brackets), and of the gold oracle's best of n
+(what a perfect judge would keep).
 
     .venv/bin/python bench/best_of_n.py --policy ARTIFACTS/stages/sft/<fp>/model \\
         --rm ARTIFACTS/stages/reward_model/<fp>/model [more RMs] [--n 4] [--temperatures 1.0 0.7 0.4] [--prompts 200]
@@ -35,7 +37,7 @@ from alignpipe.config import ModelConfig, RSFConfig  # noqa: E402
 from alignpipe.eval.generation import generate_responses  # noqa: E402
 from alignpipe.eval.scoring import gold_scores  # noqa: E402
 from alignpipe.models import RewardModel, load_policy, load_tokenizer  # noqa: E402
-from alignpipe.rl.selection import best_of_n  # noqa: E402
+from alignpipe.rl.selection import best_over_baseline  # noqa: E402
 from alignpipe.training.ppo import rm_rewards  # noqa: E402
 from alignpipe.training.rsf import GENERATION_BATCH  # noqa: E402
 from bench.tune_irft_la import fresh_prompts  # noqa: E402
@@ -64,10 +66,14 @@ def main() -> None:
     max_length = ModelConfig().max_length
     model, tok = load_policy(a.policy)
     model.eval()
-    rms = [(p, RewardModel.load(p), load_tokenizer(p)) for p in a.rm]
     t0 = time.time()
-    greedy = np.array(gold_scores(rows, generate_responses(model, tok, prompts, max_new_tokens=a.max_new_tokens,
-                                                           batch_size=GENERATION_BATCH)))
+    greedy_responses = generate_responses(model, tok, prompts, max_new_tokens=a.max_new_tokens, batch_size=GENERATION_BATCH)
+    greedy = np.array(gold_scores(rows, greedy_responses))
+    rms = []
+    for p in a.rm:
+        rm, rm_tok = RewardModel.load(p), load_tokenizer(p)
+        greedy_scores = rm_rewards(rm, rm_tok, RollingCalibrator("none", 8), prompts, greedy_responses, max_length)[1]
+        rms.append((p, rm, rm_tok, greedy_scores))
     print(f"{len(rows)} fresh prompts, n = {a.n}, greedy gold {greedy.mean():.3f}", flush=True)
     flat, flat_rows = [p for p in prompts for _ in range(a.n)], [r for r in rows for _ in range(a.n)]
     for i, temperature in enumerate(a.temperatures):
@@ -77,11 +83,13 @@ def main() -> None:
         print(f"T = {temperature}", flush=True)
         print(line("one sample", gold.mean(1), greedy, families))
         print(line(f"oracle best of {a.n}", gold.max(1), greedy, families))
-        for path, rm, rm_tok in rms:
+        for path, rm, rm_tok, greedy_scores in rms:
             _, scores = rm_rewards(rm, rm_tok, RollingCalibrator("none", 8), flat, responses, max_length)
-            kept = best_of_n(torch.as_tensor(scores).view(len(rows), a.n)).numpy()
-            print(line(f"RM best of {a.n} ({path.parent.name[:8]})", gold[np.arange(len(rows)), kept], greedy, families),
-                  flush=True)
+            best, keep = best_over_baseline(torch.as_tensor(scores).view(len(rows), a.n), torch.as_tensor(greedy_scores))
+            picked = gold[np.arange(len(rows)), best.numpy()]
+            print(line(f"RM best of {a.n} ({path.parent.name[:8]})", picked, greedy, families), flush=True)
+            keep = keep.numpy()
+            print(line(f"  if above greedy ({keep.mean():.0%})", np.where(keep, picked, greedy), greedy, families), flush=True)
     print(f"[{time.time() - t0:.0f} s]")
 
 

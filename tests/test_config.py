@@ -58,6 +58,7 @@ def test_unknown_override_key_is_named():
     ("averaging.alphas=[0.2, 1.5]", "averaging.alphas"),
     ("data.world.length_bias=2", "data.world.length_bias"),
     ("rlhf.method=ppo2", "rlhf.method"),
+    ("rlhf.rsf.keep=top", "rlhf.rsf.keep"),
     ("data.world.families=[haiku]", "data.world.families"),
 ])
 def test_bad_values_name_the_key(override, key):

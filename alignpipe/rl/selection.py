@@ -20,6 +20,20 @@ def best_of_n(rewards: Tensor) -> Tensor:
     return rewards.argmax(dim=1)
 
 
+def best_over_baseline(rewards: Tensor, baseline: Tensor) -> tuple[Tensor, Tensor]:
+    """RAFT's reward filter with a per-prompt threshold: the best sample of each prompt, and whether it
+    beats that prompt's baseline reward strictly (a tie keeps nothing: it would teach what the baseline
+    already does). rewards (p, n), baseline (p,) -> best (p,) long, keep (p,) bool. Raises ValueError on
+    NaN or a shape mismatch.
+    """
+    best = best_of_n(rewards)
+    if baseline.shape != best.shape:
+        raise ValueError(f"baseline shape {tuple(baseline.shape)} does not match {best.shape[0]} prompts")
+    if torch.isnan(baseline).any():
+        raise ValueError("baseline rewards contain NaN")
+    return best, rewards.gather(1, best[:, None]).squeeze(1) > baseline
+
+
 def best_and_worst(rewards: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per prompt the highest- and lowest-reward sample, and whether they form a pair.
 

@@ -7,6 +7,17 @@ exactly the reward PPO optimises (`ppo.rm_rewards`; a prompt's n samples form on
 keep the best per prompt (rl.selection), and fine-tune on the kept set with the SFT loss (mean over
 response tokens, as training/sft.py) for `steps_per_iteration` steps.
 
+Which best samples are kept (`rsf.keep`):
+- "best": every prompt's, RAFT's plain rule.
+- "better_than_greedy" (the default): only those that out-score the policy's own greedy answer to
+  the same prompt, scored in the same call (one more response in the prompt's calibration group).
+  This is RAFT's reward filter with a per-prompt threshold. Evaluation decodes greedily, and at
+  temperature 1.0 the RM's best of 4 is worse by gold than the greedy answer on average
+  (bench/best_of_n.py: −0.04 on the quickstart world). The plain rule then fine-tunes towards
+  answers worse than the ones it is judged on. Worse, it fine-tunes on every prompt, so a template
+  the RM over-rates spreads to prompts where it is wrong. The filter keeps only the prompts where a
+  sample beats what the policy would already say, and an iteration that keeps none makes no update.
+
 Simplifications: one lr schedule (warm-up + cosine, cfg.optim.lr) spans all iterations' SFT steps;
 there is no KL term or reference model (RAFT has none); a sample cut off at max_new_tokens competes
 like any other (the kept response is trained on with an EOS appended, as every SFT example is).
@@ -27,7 +38,7 @@ from alignpipe.config import RLHFConfig, RSFConfig
 from alignpipe.data.chat import collate, encode
 from alignpipe.eval.generation import generate_responses
 from alignpipe.models import RewardModel, load_policy, load_tokenizer
-from alignpipe.rl.selection import best_of_n
+from alignpipe.rl.selection import best_of_n, best_over_baseline
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
 from alignpipe.training.checkpoint import NO_CHECKPOINTS, Checkpoints
@@ -41,20 +52,36 @@ GENERATION_BATCH = 64
 
 def sample_and_select(model, tok, rm: RewardModel, rm_tok, calibrator: RollingCalibrator, prompts: list[str],
                       cfg: RSFConfig, *, max_length: int, seed: int) -> dict:
-    """n samples per prompt, scored; the best of each prompt kept.
+    """n samples per prompt, scored; each prompt's best, kept per `cfg.keep`.
 
     -> samples (p lists of n), raw (p, n) RM scores, scores (p, n) the rewards selected on
-    (normalised, calibrated), best (p,) index of the kept sample, kept (p responses).
+    (normalised, calibrated), best (p,) index of each prompt's best sample, keep (p,) bool whether
+    it is kept, kept (the kept (prompt, response) pairs); with keep "better_than_greedy" also
+    greedy (p responses), greedy_raw and greedy_scores (p,).
     """
-    flat = [p for p in prompts for _ in range(cfg.n)]
+    p, n = len(prompts), cfg.n
+    flat = [q for q in prompts for _ in range(n)]
     model.eval()
     responses = generate_responses(model, tok, flat, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                    batch_size=GENERATION_BATCH, seed=seed)
+    out = {}
+    if cfg.keep == "better_than_greedy":
+        out["greedy"] = generate_responses(model, tok, prompts, max_new_tokens=cfg.max_new_tokens,
+                                           batch_size=GENERATION_BATCH)
+        flat, responses = flat + prompts, responses + out["greedy"]
     raw, scores = rm_rewards(rm, rm_tok, calibrator, flat, responses, max_length)
-    samples = [responses[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
-    best = best_of_n(torch.as_tensor(scores).view(len(prompts), cfg.n)).numpy()
-    return {"samples": samples, "raw": raw.reshape(len(prompts), cfg.n), "scores": scores.reshape(len(prompts), cfg.n),
-            "best": best, "kept": [row[j] for row, j in zip(samples, best, strict=True)]}
+    samples = [responses[i * n : (i + 1) * n] for i in range(p)]
+    grid = torch.as_tensor(scores[: p * n]).view(p, n)
+    if cfg.keep == "better_than_greedy":
+        out["greedy_raw"], out["greedy_scores"] = raw[p * n :], scores[p * n :]
+        best, keep = best_over_baseline(grid, torch.as_tensor(out["greedy_scores"]))
+    else:
+        best = best_of_n(grid)
+        keep = torch.ones(p, dtype=torch.bool)
+    best, keep = best.numpy(), keep.numpy()
+    kept = [(q, row[j]) for q, row, j, k in zip(prompts, samples, best, keep, strict=True) if k]
+    return {"samples": samples, "raw": raw[: p * n].reshape(p, n), "scores": scores[: p * n].reshape(p, n),
+            "best": best, "keep": keep, "kept": kept, **out}
 
 
 def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out_dir: Path, log: MetricLogger,
@@ -77,10 +104,12 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out
     for it, idx in islice(enumerate(batches), start, None):
         batch_prompts = [prompts[i] for i in idx]
         sel = sample_and_select(model, tok, rm, rm_tok, calibrator, batch_prompts, rsf, max_length=max_length, seed=seed + it)
-        examples = [encode(tok, p, r, max_length) for p, r in zip(batch_prompts, sel["kept"], strict=True)]
+        examples = [encode(tok, q, r, max_length) for q, r in sel["kept"]]
         model.train()
         losses = []
-        for ex_idx in batch_indices(len(examples), cfg.optim.batch_size, rsf.steps_per_iteration, seed + it):
+        # an iteration that keeps nothing makes no update (and does not advance the lr schedule)
+        for ex_idx in batch_indices(len(examples), cfg.optim.batch_size, rsf.steps_per_iteration if examples else 0,
+                                    seed + it):
             batch = collate([examples[i] for i in ex_idx], tok.pad_token_id, model.device)
             logps, _ = response_token_logps(model, batch)
             loss = -logps.mean()
@@ -94,11 +123,15 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out
         metrics = {
             "best_reward": float(sel["raw"][rows, sel["best"]].mean()), "sample_reward": float(sel["raw"].mean()),
             "best_score": float(sel["scores"][rows, sel["best"]].mean()), "sample_score": float(sel["scores"].mean()),
-            "kept_length": float(np.mean([len(r) for r in sel["kept"]])),
+            "kept_fraction": float(sel["keep"].mean()),
             "sample_length": float(np.mean([len(r) for row in sel["samples"] for r in row])),
-            "sft_loss": float(np.mean(losses)), "sft_loss_last": losses[-1], "lr": sched.get_last_lr()[0],
-            "truncated_examples": float(sum(e.truncated for e in examples)),
+            "lr": sched.get_last_lr()[0], "truncated_examples": float(sum(e.truncated for e in examples)),
         }
+        if "greedy_raw" in sel:
+            metrics |= {"greedy_reward": float(sel["greedy_raw"].mean()), "greedy_score": float(sel["greedy_scores"].mean())}
+        if examples:
+            metrics |= {"kept_length": float(np.mean([len(r) for _, r in sel["kept"]])), "sft_loss": float(np.mean(losses)),
+                        "sft_loss_last": losses[-1]}
         log.log(metrics, it)
         history.append(metrics)
         progress.update(it + 1)
@@ -108,6 +141,7 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out
     tok.save_pretrained(out_dir / "model")
     last = history[-1]
     return StageResult(metrics={
-        **{f"final_{k}": last[k] for k in ("best_reward", "sample_reward", "kept_length", "sft_loss")},
+        **{f"final_{k}": last[k] for k in ("best_reward", "sample_reward", "kept_fraction", "kept_length", "sft_loss")
+           if k in last},
         "first_sample_reward": history[0]["sample_reward"], "iterations": len(history), "wall_time_s": time.time() - t0,
     })

@@ -128,7 +128,7 @@ def test_other_methods_and_linear_alignment_run_as_stages(tmp_path):
     table = pd.read_parquet(report / "evaluation.parquet").set_index("model")
     assert table.loc["linear_alignment", "kind"] == "linear_alignment" and table.loc["rsf", "kind"] == "rlhf"
     rsf = json.loads(next(iter((tmp_path / "stages" / "rlhf_rsf").iterdir())).joinpath("manifest.json").read_text())
-    assert rsf["metrics"]["wall_time_s"] > 0
+    assert rsf["metrics"]["wall_time_s"] > 0 and 0 <= rsf["metrics"]["final_kept_fraction"] <= 1  # keep: better_than_greedy
     assert {"card_base", "card_sft", "card_rsf", "card_linear_alignment", "card_promoted", "report_card"} <= stages
     card = pd.read_csv(next((tmp_path / "stages" / "report_card").glob("*/report_card.csv"))).set_index("model")
     assert list(card.index) == ["base", "sft", "rsf", "linear_alignment", "promoted"] and card["error"].isna().all()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alignpipe.rl.selection import best_and_worst, best_of_n, select_best
+from alignpipe.rl.selection import best_and_worst, best_of_n, best_over_baseline, select_best
 
 
 def test_best_of_n_ties_go_to_lowest_index():
@@ -39,3 +39,18 @@ def test_best_and_worst_takes_first_extremes_and_flags_all_tied_rows():
     assert distinct.tolist() == [True, False, True]
     with pytest.raises(ValueError, match="NaN"):
         best_and_worst(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_best_over_baseline_keeps_a_prompt_only_when_its_best_beats_the_baseline():
+    rewards = torch.tensor([[0.1, 0.9, 0.3], [2.0, 2.0, 1.0], [-1.0, -3.0, -0.5], [0.0, 0.2, 0.1]])
+    baseline = torch.tensor([0.5, 2.0, -0.6, 0.3])
+    best, keep = best_over_baseline(rewards, baseline)
+    # row 0: 0.9 > 0.5 kept; row 1: best 2.0 ties the baseline → dropped; row 2: −0.5 > −0.6 kept; row 3: 0.2 < 0.3
+    assert best.tolist() == [1, 0, 2, 1] and keep.tolist() == [True, False, True, False]
+
+
+def test_best_over_baseline_names_the_bad_baseline():
+    with pytest.raises(ValueError, match="baseline shape \\(3,\\) does not match 2 prompts"):
+        best_over_baseline(torch.zeros(2, 4), torch.zeros(3))
+    with pytest.raises(ValueError, match="baseline rewards contain NaN"):
+        best_over_baseline(torch.zeros(2, 4), torch.tensor([0.0, float("nan")]))
