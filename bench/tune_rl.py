@@ -1,16 +1,23 @@
-"""Tune PPO / RSF / RFT on the real model: train from a quickstart run's artifacts, then print gold, RM
-score and response length on the held-out eval prompts (greedy, 48 new tokens, as the pipeline's
-evaluation) and the training wall time.
+"""Tune PPO / RSF / RFT on the real model: train from a pipeline run's artifacts, one run per seed, then
+print gold, RM score and response length on the held-out eval prompts (greedy, with the pipeline's
+evaluation settings, `evaluation.*`), the paired gold difference from the starting SFT policy on the same
+prompts (± its SE over prompts, and per family), and the training wall time. With several seeds, a last
+line gives the mean paired difference over seeds ± the seeds' spread (std / √k): a gain of 0.01 to 0.02 is
+about one seed-to-seed swing here, so one seed cannot settle a setting.
 
-    .venv/bin/python bench/tune_rl.py ppo                          # defaults from config.py
+    .venv/bin/python bench/tune_rl.py ppo                          # settings of --config (the quickstart's)
     .venv/bin/python bench/tune_rl.py ppo rlhf.ppo.kl_coef=0.1     # `a.b=value` overrides (the CLI's grammar)
+    .venv/bin/python bench/tune_rl.py rsf --seed 0 1 2             # one training run per seed
     .venv/bin/python bench/tune_rl.py rft sft.rft.rounds=3
     .venv/bin/python bench/tune_rl.py sft                          # evaluate the starting checkpoint (also: dpo)
 
-Inputs under --ref (default /tmp/qs_ref): sft/ (SFT policy), rm/ (reward model), dpo/, data/
-(eval_prompts, pairs_train and sft parquet snapshots). PPO and RSF start from sft/ and train on the
-distinct prompts of pairs_train (the RM's own training prompts, as the pipeline's rlhf stage would);
-RFT starts from sft/ too (continuing SFT with IRL on the same demonstrations, sft.parquet).
+Inputs under --ref (default /tmp/qs_ref): sft/ (SFT policy), rm/ (reward model; it scores the RM column and
+is the one PPO and RSF climb), dpo/, data/ (eval_prompts, pairs_train and sft parquet snapshots): for
+example links to a compare_methods run's stages/sft/<fp>/model, stages/reward_model/<fp>/model and
+stages/data/<fp>. PPO and RSF start from sft/ and train on the distinct prompts of pairs_train (the RM's
+own training prompts, as the pipeline's rlhf stage would); RFT starts from sft/ too (continuing SFT with
+IRL on the same demonstrations, sft.parquet). The evaluation reproduces the pipeline's evaluate stage's
+responses exactly (same prompts, decoding, batches), so `sft` here gives the comparison table's SFT gold.
 """
 
 from __future__ import annotations
@@ -73,61 +80,90 @@ def reference_step_s(model_dir: Path) -> float:
     return times[-1]
 
 
-def evaluate(model_dir: Path, ref: Path, max_length: int) -> dict[str, float]:
-    """Greedy responses to the eval prompts -> mean gold, mean raw RM score, mean length in characters."""
+def evaluate(model_dir: Path, ref: Path, cfg) -> dict:
+    """Greedy responses to the eval prompts, decoded as the pipeline's evaluation does -> mean gold, mean raw RM
+    score, mean length in characters, and the per-prompt gold scores and families (for paired differences)."""
     rows = read_snapshot(ref / "data" / "eval_prompts.parquet")
     model, tok = load_policy(model_dir)
-    responses = generate_responses(model, tok, [r["prompt"] for r in rows], max_new_tokens=48, batch_size=20)
+    e = cfg.evaluation
+    responses = generate_responses(model, tok, [r["prompt"] for r in rows], max_new_tokens=e.max_new_tokens,
+                                   temperature=e.temperature, batch_size=e.batch_size, seed=cfg.seed)
     rm, rm_tok = RewardModel.load(ref / "rm"), load_tokenizer(ref / "rm")
-    rm_scores = reward_scores(rm, rm_tok, [r["prompt"] for r in rows], responses, max_length=max_length)
-    gold = gold_scores(rows, responses)
-    by_family = {f: round(float(np.mean([g for g, r in zip(gold, rows, strict=True) if r["family"] == f])), 3)
-                 for f in sorted({r["family"] for r in rows})}
-    return {"gold": float(np.mean(gold)), "rm": float(np.mean(rm_scores)),
-            "length": float(np.mean([len(r) for r in responses])), "gold_by_family": by_family}
+    rm_scores = reward_scores(rm, rm_tok, [r["prompt"] for r in rows], responses, max_length=cfg.model.max_length,
+                              batch_size=e.batch_size)
+    gold = np.array(gold_scores(rows, responses))
+    return {"gold": float(gold.mean()), "rm": float(np.mean(rm_scores)),
+            "length": float(np.mean([len(r) for r in responses])),
+            "per_prompt": gold, "families": np.array([r["family"] for r in rows])}
+
+
+def paired(scores: dict, base: dict) -> dict:
+    """The paired gold difference from `base` on the same prompts: mean, SE over prompts, mean per family."""
+    d = scores["per_prompt"] - base["per_prompt"]
+    fam = base["families"]
+    return {"gold_vs_sft": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / len(d) ** 0.5), 4),
+            "by_family": {f: round(float(d[fam == f].mean()), 3) for f in sorted(set(fam))}}
+
+
+def public(scores: dict) -> dict:
+    return {k: round(v, 4) for k, v in scores.items() if k in ("gold", "rm", "length")}
+
+
+def train(method: str, cfg, ref: Path, out: Path, seed: int):
+    if method == "rft":
+        demos = read_snapshot(ref / "data" / "sft.parquet")
+        return rft.run(cfg.sft, ref / "sft", demos, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
+    prompts = list(dict.fromkeys(r["prompt"] for r in read_snapshot(ref / "data" / "pairs_train.parquet")))
+    loop = ppo if method == "ppo" else rsf
+    return loop.run(cfg.rlhf, ref / "sft", ref / "rm", prompts, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("method", choices=["ppo", "rsf", "rft", "sft", "dpo"])
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. rlhf.ppo.kl_coef=0.1")
+    ap.add_argument("--config", type=Path, default=REPO / "configs" / "pipeline" / "quickstart.yaml",
+                    help="the pipeline config the --ref artifacts came from (its rlhf / sft / evaluation settings apply)")
     ap.add_argument("--ref", type=Path, default=Path("/tmp/qs_ref"))
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, nargs="+", default=[0], help="training seeds, one run each")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--normalise", action="store_true",
                     help="time a reference 8×128 forward+backward before and after, and rescale train_s to 2.5 s per step")
-    ap.add_argument("--keep", type=Path, default=None, help="write the trained model here instead of a temp dir")
+    ap.add_argument("--keep", type=Path, default=None, help="write the trained models here (seed_<k>/) instead of temp dirs")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(None, [f"rlhf.method={args.method}" if args.method in ("ppo", "rsf") else "sft.method=rft", *args.overrides]
+    cfg = load_config(args.config, [f"rlhf.method={args.method}" if args.method in ("ppo", "rsf") else "sft.method=rft", *args.overrides]
                       if args.method in ("ppo", "rsf", "rft") else args.overrides)
-    max_length = cfg.model.max_length
+    sft = evaluate(args.ref / "sft", args.ref, cfg)
     if args.method in ("sft", "dpo"):
-        print(json.dumps({"method": args.method, **evaluate(args.ref / args.method, args.ref, max_length)}))
+        scores = sft if args.method == "sft" else evaluate(args.ref / "dpo", args.ref, cfg)
+        print(json.dumps({"method": args.method, **public(scores), **paired(scores, sft)}))
         return
-    out = args.keep or Path(tempfile.mkdtemp(prefix=f"tune_{args.method}_"))
-    out.mkdir(parents=True, exist_ok=True)
-    step_before = reference_step_s(args.ref / "sft") if args.normalise else None
-    t0 = time.time()
-    if args.method == "rft":
-        demos = read_snapshot(args.ref / "data" / "sft.parquet")
-        print(cfg.sft.rft.model_dump(), cfg.sft.optim.model_dump(), flush=True)
-        result = rft.run(cfg.sft, args.ref / "sft", demos, out, PrintLogger(), max_length=max_length, seed=args.seed)
-    else:
-        prompts = list(dict.fromkeys(r["prompt"] for r in read_snapshot(args.ref / "data" / "pairs_train.parquet")))
-        section = cfg.rlhf.ppo if args.method == "ppo" else cfg.rlhf.rsf
-        print(section.model_dump(), cfg.rlhf.optim.model_dump(), f"calibration={cfg.rlhf.reward_calibration}", flush=True)
-        loop = ppo if args.method == "ppo" else rsf
-        result = loop.run(cfg.rlhf, args.ref / "sft", args.ref / "rm", prompts, out, PrintLogger(), max_length=max_length, seed=args.seed)
-    train_s = time.time() - t0
-    timing = {"train_s": round(train_s, 1)}
-    if args.normalise:
-        step_s = (step_before + reference_step_s(args.ref / "sft")) / 2
-        timing |= {"ref_step_s": round(step_s, 2), "train_s_normalised": round(train_s * 2.5 / step_s, 1)}
-    scores = evaluate(out / "model", args.ref, max_length)
-    print(json.dumps({"method": args.method, "overrides": args.overrides, **scores, **timing,
-                      "threads": torch.get_num_threads(), **{k: round(v, 4) for k, v in result.metrics.items()}}))
+    section = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft}[args.method]
+    print(section.model_dump(), (cfg.sft if args.method == "rft" else cfg.rlhf).optim.model_dump(),
+          f"calibration={cfg.rlhf.reward_calibration}", flush=True)
+    gains = []
+    for seed in args.seed:
+        out = args.keep / f"seed_{seed}" if args.keep else Path(tempfile.mkdtemp(prefix=f"tune_{args.method}_"))
+        out.mkdir(parents=True, exist_ok=True)
+        step_before = reference_step_s(args.ref / "sft") if args.normalise else None
+        t0 = time.time()
+        result = train(args.method, cfg, args.ref, out, seed)
+        train_s = time.time() - t0
+        timing = {"train_s": round(train_s, 1)}
+        if args.normalise:
+            step_s = (step_before + reference_step_s(args.ref / "sft")) / 2
+            timing |= {"ref_step_s": round(step_s, 2), "train_s_normalised": round(train_s * 2.5 / step_s, 1)}
+        scores = evaluate(out / "model", args.ref, cfg)
+        vs = paired(scores, sft)
+        gains.append(vs["gold_vs_sft"])
+        print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, **public(scores), **vs,
+                          "sft_gold": round(sft["gold"], 4), **timing, "threads": torch.get_num_threads(),
+                          **{k: round(v, 4) for k, v in result.metrics.items()}}), flush=True)
+    if len(gains) > 1:
+        print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed}: {np.mean(gains):+.4f} "
+              f"± {np.std(gains, ddof=1) / len(gains) ** 0.5:.4f} (mean ± std/√k; per seed {gains})")
 
 
 if __name__ == "__main__":
