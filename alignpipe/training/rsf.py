@@ -10,7 +10,8 @@ response tokens, as training/sft.py) for `steps_per_iteration` steps.
 Which best samples are kept (`rsf.keep`):
 - "best": every prompt's, RAFT's plain rule.
 - "better_than_greedy" (the default): only those that out-score the policy's own greedy answer to
-  the same prompt, scored in the same call (one more response in the prompt's calibration group).
+  the same prompt, scored in the same call (one more response in the prompt's calibration group);
+  a best sample that is the greedy answer itself is not kept.
   This is RAFT's reward filter with a per-prompt threshold. Evaluation decodes greedily, and at
   temperature 1.0 the RM's best of 4 is worse by gold than the greedy answer on average
   (bench/best_of_n.py: −0.04 on the quickstart world). The plain rule then fine-tunes towards
@@ -75,6 +76,8 @@ def sample_and_select(model, tok, rm: RewardModel, rm_tok, calibrator: RollingCa
     if cfg.keep == "better_than_greedy":
         out["greedy_raw"], out["greedy_scores"] = raw[p * n :], scores[p * n :]
         best, keep = best_over_baseline(grid, torch.as_tensor(out["greedy_scores"]))
+        # the greedy answer sampled again is no improvement, whatever float noise its score picked up in another batch
+        keep &= torch.tensor([row[j] != g for row, j, g in zip(samples, best.tolist(), out["greedy"], strict=True)])
     else:
         best = best_of_n(grid)
         keep = torch.ones(p, dtype=torch.bool)
