@@ -23,6 +23,7 @@ responses exactly (same prompts, decoding, batches), so `sft` here gives the com
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -43,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from alignpipe.config import load_config  # noqa: E402
 from alignpipe.data.snapshot import read_snapshot  # noqa: E402
 from alignpipe.eval.generation import generate_responses  # noqa: E402
+from alignpipe.eval.metrics import mean_and_stderr  # noqa: E402
 from alignpipe.eval.scoring import gold_scores, reward_scores  # noqa: E402
 from alignpipe.models import RewardModel, load_policy, load_tokenizer  # noqa: E402
 from alignpipe.training import ppo, rft, rsf  # noqa: E402
@@ -80,6 +82,12 @@ def reference_step_s(model_dir: Path) -> float:
     return times[-1]
 
 
+@functools.cache
+def judge(rm_dir: Path) -> tuple:
+    """The RM that scores the RM column, loaded once for all the evaluations of a run."""
+    return RewardModel.load(rm_dir), load_tokenizer(rm_dir)
+
+
 def evaluate(model_dir: Path, ref: Path, cfg) -> dict:
     """Greedy responses to the eval prompts, decoded as the pipeline's evaluation does -> mean gold, mean raw RM
     score, mean length in characters, and the per-prompt gold scores and families (for paired differences)."""
@@ -88,7 +96,7 @@ def evaluate(model_dir: Path, ref: Path, cfg) -> dict:
     e = cfg.evaluation
     responses = generate_responses(model, tok, [r["prompt"] for r in rows], max_new_tokens=e.max_new_tokens,
                                    temperature=e.temperature, batch_size=e.batch_size, seed=cfg.seed)
-    rm, rm_tok = RewardModel.load(ref / "rm"), load_tokenizer(ref / "rm")
+    rm, rm_tok = judge(ref / "rm")
     rm_scores = reward_scores(rm, rm_tok, [r["prompt"] for r in rows], responses, max_length=cfg.model.max_length,
                               batch_size=e.batch_size)
     gold = np.array(gold_scores(rows, responses))
@@ -101,7 +109,8 @@ def paired(scores: dict, base: dict) -> dict:
     """The paired gold difference from `base` on the same prompts: mean, SE over prompts, mean per family."""
     d = scores["per_prompt"] - base["per_prompt"]
     fam = base["families"]
-    return {"gold_vs_sft": round(float(d.mean()), 4), "se": round(float(d.std(ddof=1) / len(d) ** 0.5), 4),
+    mean, se = mean_and_stderr(d)
+    return {"gold_vs_sft": round(mean, 4), "se": round(se, 4),
             "by_family": {f: round(float(d[fam == f].mean()), 3) for f in sorted(set(fam))}}
 
 
@@ -162,8 +171,9 @@ def main() -> None:
                           "sft_gold": round(sft["gold"], 4), **timing, "threads": torch.get_num_threads(),
                           **{k: round(v, 4) for k, v in result.metrics.items()}}), flush=True)
     if len(gains) > 1:
-        print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed}: {np.mean(gains):+.4f} "
-              f"± {np.std(gains, ddof=1) / len(gains) ** 0.5:.4f} (mean ± std/√k; per seed {gains})")
+        mean, spread = mean_and_stderr(gains)
+        print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed}: {mean:+.4f} "
+              f"± {spread:.4f} (mean ± std/√k; per seed {gains})")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from alignpipe.config import RLHFConfig, RSFConfig
 from alignpipe.data.chat import collate, encode
 from alignpipe.eval.generation import generate_responses
 from alignpipe.models import RewardModel, load_policy, load_tokenizer
-from alignpipe.rl.selection import best_of_n, best_over_baseline
+from alignpipe.rl.selection import best_over_baseline
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
 from alignpipe.training.checkpoint import NO_CHECKPOINTS, Checkpoints
@@ -65,22 +65,16 @@ def sample_and_select(model, tok, rm: RewardModel, rm_tok, calibrator: RollingCa
     model.eval()
     responses = generate_responses(model, tok, flat, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                    batch_size=GENERATION_BATCH, seed=seed)
-    out = {}
-    if cfg.keep == "better_than_greedy":
-        out["greedy"] = generate_responses(model, tok, prompts, max_new_tokens=cfg.max_new_tokens,
-                                           batch_size=GENERATION_BATCH)
-        flat, responses = flat + prompts, responses + out["greedy"]
-    raw, scores = rm_rewards(rm, rm_tok, calibrator, flat, responses, max_length)
+    greedy = (generate_responses(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=GENERATION_BATCH)
+              if cfg.keep == "better_than_greedy" else [])
+    raw, scores = rm_rewards(rm, rm_tok, calibrator, flat + (prompts if greedy else []), responses + greedy, max_length)
     samples = [responses[i * n : (i + 1) * n] for i in range(p)]
-    grid = torch.as_tensor(scores[: p * n]).view(p, n)
-    if cfg.keep == "better_than_greedy":
-        out["greedy_raw"], out["greedy_scores"] = raw[p * n :], scores[p * n :]
-        best, keep = best_over_baseline(grid, torch.as_tensor(out["greedy_scores"]))
-        # the greedy answer sampled again is no improvement, whatever float noise its score picked up in another batch
-        keep &= torch.tensor([row[j] != g for row, j, g in zip(samples, best.tolist(), out["greedy"], strict=True)])
-    else:
-        best = best_of_n(grid)
-        keep = torch.ones(p, dtype=torch.bool)
+    # "best" keeps every prompt's best: its threshold is -inf
+    baseline = torch.as_tensor(scores[p * n :]) if greedy else torch.full((p,), -torch.inf, dtype=torch.float64)
+    best, keep = best_over_baseline(torch.as_tensor(scores[: p * n]).view(p, n), baseline)
+    if greedy:  # the greedy answer sampled again is no improvement, whatever float noise its score picked up in another batch
+        keep &= torch.tensor([row[j] != g for row, j, g in zip(samples, best.tolist(), greedy, strict=True)])
+    out = {"greedy": greedy, "greedy_raw": raw[p * n :], "greedy_scores": scores[p * n :]} if greedy else {}
     best, keep = best.numpy(), keep.numpy()
     kept = [(q, row[j]) for q, row, j, k in zip(prompts, samples, best, keep, strict=True) if k]
     return {"samples": samples, "raw": raw[: p * n].reshape(p, n), "scores": scores[: p * n].reshape(p, n),
