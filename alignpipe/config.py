@@ -137,6 +137,7 @@ class RFTConfig(Frozen):
     rm_steps: int = Field(4, ge=1, description="reward-model steps per round")
     rm_lr: float = Field(2e-5, gt=0)
     ppo_rollouts: int = Field(2, ge=1, description="PPO rollout batches per round")
+    kl_coef: float = Field(0.05, ge=0, description="β_KL of the PPO steps' per-token penalty to the starting model")
 
 
 class SFTConfig(Frozen):

@@ -59,6 +59,7 @@ def test_unknown_override_key_is_named():
     ("data.world.length_bias=2", "data.world.length_bias"),
     ("rlhf.method=ppo2", "rlhf.method"),
     ("rlhf.rsf.keep=top", "rlhf.rsf.keep"),
+    ("sft.rft.kl_coef=-0.1", "sft.rft.kl_coef"),
     ("data.world.families=[haiku]", "data.world.families"),
 ])
 def test_bad_values_name_the_key(override, key):

@@ -11,9 +11,10 @@ The RM is initialised once from the starting model's backbone and keeps training
 (the alternating max-min of maximum-likelihood IRL); the PPO learner (policy, value head,
 reference = the starting model) persists across rounds too.
 
-PPO settings: `PPOConfig()` defaults with rollouts = rft.ppo_rollouts; the policy's optimiser is
-cfg.optim (lr, warm-up, clipping), its schedule spanning every PPO update of the run (optim.steps
-is plain SFT's and ignored here). No reward calibration (the RM is re-fitted every round anyway).
+PPO settings: `PPOConfig()` defaults with rollouts = rft.ppo_rollouts and kl_coef = rft.kl_coef (the
+penalty is to the starting model); the policy's optimiser is cfg.optim (lr, warm-up, clipping), its
+schedule spanning every PPO update of the run (optim.steps is plain SFT's and ignored here). No reward
+calibration (the RM is re-fitted every round anyway).
 Logged: rm_loss, rm_accuracy, rm_margin (means over the round's RM steps, measured before each
 update), rm_pairs at step = round; the PPO diagnostics (training/ppo.py) at step = rollout index.
 Resumable at round boundaries (training/checkpoint.py): policy, value head, RM (and its mean/std),
@@ -78,7 +79,7 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     rft = cfg.rft
     policy, tok = load_policy(model_dir)
     rm = RewardModel.from_pretrained_backbone(model_dir)
-    ppo_cfg = PPOConfig(rollouts=rft.ppo_rollouts)
+    ppo_cfg = PPOConfig(rollouts=rft.ppo_rollouts, kl_coef=rft.kl_coef)
     ppo_batch = min(ppo_cfg.prompts_per_rollout, len(rows))
     learner = PPOLearner(policy, tok, ppo_cfg, cfg.optim, rft.rounds * rft.ppo_rollouts * updates_per_rollout(ppo_cfg, ppo_batch),
                          max_length=max_length)
