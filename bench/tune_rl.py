@@ -2,8 +2,10 @@
 print gold, RM score and response length on the held-out eval prompts (greedy, with the pipeline's
 evaluation settings, `evaluation.*`), the paired gold difference from the starting SFT policy on the same
 prompts (± its SE over prompts, and per family), and the training wall time. With several seeds, a last
-line gives the mean paired difference over seeds ± the seeds' spread (std / √k): a gain of 0.01 to 0.02 is
-about one seed-to-seed swing here, so one seed cannot settle a setting.
+line gives the mean paired difference over seeds ± the seeds' spread (std / √k), and ± the SE over prompts of
+the per-prompt differences averaged over the seeds (the prompt-sampling noise the seed spread leaves out, since
+every seed is scored on the same prompts): a gain of 0.01 to 0.02 is about one seed-to-seed swing here, so one
+seed cannot settle a setting.
 
     .venv/bin/python bench/tune_rl.py ppo                          # settings of --config (the quickstart's)
     .venv/bin/python bench/tune_rl.py ppo rlhf.ppo.kl_coef=0.1     # `a.b=value` overrides (the CLI's grammar)
@@ -152,7 +154,7 @@ def main() -> None:
     section = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft}[args.method]
     print(section.model_dump(), (cfg.sft if args.method == "rft" else cfg.rlhf).optim.model_dump(),
           f"calibration={cfg.rlhf.reward_calibration}", flush=True)
-    gains = []
+    gains, diffs = [], []
     for seed in args.seed:
         out = args.keep / f"seed_{seed}" if args.keep else Path(tempfile.mkdtemp(prefix=f"tune_{args.method}_"))
         out.mkdir(parents=True, exist_ok=True)
@@ -167,13 +169,16 @@ def main() -> None:
         scores = evaluate(out / "model", args.ref, cfg)
         vs = paired(scores, sft)
         gains.append(vs["gold_vs_sft"])
+        diffs.append(scores["per_prompt"] - sft["per_prompt"])
         print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, **public(scores), **vs,
                           "sft_gold": round(sft["gold"], 4), **timing, "threads": torch.get_num_threads(),
                           **{k: round(v, 4) for k, v in result.metrics.items()}}), flush=True)
     if len(gains) > 1:
         mean, spread = mean_and_stderr(gains)
+        _, prompt_se = mean_and_stderr(np.mean(diffs, axis=0))
         print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed}: {mean:+.4f} "
-              f"± {spread:.4f} (mean ± std/√k; per seed {gains})")
+              f"± {spread:.4f} (mean ± std/√k; per seed {gains}); ± {prompt_se:.4f} over prompts of the "
+              "seed-averaged per-prompt differences")
 
 
 if __name__ == "__main__":
