@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pipeline_runs import REPO, client, log_table, run_pipeline, stage_dir, stage_metrics  # noqa: E402
+from bench.pipeline_runs import REPO, client, gold_per_prompt, log_table, run_pipeline, stage_metrics  # noqa: E402
 
 NO_SEARCH = ["averaging.alphas=[0.0, 1.0]", "averaging.partwise_alphas=[]", "averaging.random=0",
              "averaging.hma.enabled=false", "averaging.registry.enabled=false",
@@ -55,6 +55,10 @@ RUNS = {
 }
 
 
+# the row of each table method in its pipeline run's evaluation table
+MODEL_ROW = {"base": "base", "linear_alignment": "linear_alignment", **{m: name for m, (_, name, _) in RUNS.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/pipeline/quickstart.yaml")
@@ -67,17 +71,14 @@ def main() -> None:
 
     mlflow, rows, la, sft = client(a.config, a.overrides, a.artifacts), [], None, None
 
-    @functools.cache
-    def gold_per_prompt(run_id: str, name: str):
-        """Per-prompt gold scores of model `name` in a pipeline run (its evaluate stage's responses), by prompt id."""
-        return pd.read_parquet(stage_dir(mlflow, run_id, f"evaluate_{name}") / "responses.parquet").set_index("id").gold_score
+    gold = functools.cache(functools.partial(gold_per_prompt, mlflow))
 
     def row(method: str, stage: str, table, name: str, wall: float, run_id: str) -> dict:
         """One table row; the paired gold difference vs plain SFT is over the same eval prompts (NaN without an SFT run)."""
         r = table.loc[name]
         vs_sft, se = float("nan"), float("nan")
         if sft is not None:
-            diff = (gold_per_prompt(run_id, name) - sft).dropna()
+            diff = (gold(run_id, name) - sft).dropna()
             vs_sft, se = diff.mean(), diff.std(ddof=1) / len(diff) ** 0.5
         return {"method": method, "stage": stage, "gold_score": r.gold_score, "gold_vs_sft": vs_sft, "gold_vs_sft_se": se,
                 "rm_score": r.rm_score, "tax": r.alignment_tax, "response_length": r.response_length,
@@ -91,7 +92,7 @@ def main() -> None:
         table = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
         if i == 0:
             if method == "sft":  # the baseline of the paired differences
-                sft = gold_per_prompt(run_id, "sft")
+                sft = gold(run_id, "sft")
             rows.append(row("base", "model (untuned)", table, "base", 0.0, run_id))
         wall = stage_metrics(mlflow, run_id, stage).get("wall_time_s", float("nan"))
         rows.append(row(method, stage, table, row_name, wall, run_id))

@@ -53,6 +53,13 @@ def stage_dir(mlflow, parent_run_id: str, stage: str) -> Path:
     return Path(run.data.tags["alignpipe.output_dir"])
 
 
+def gold_per_prompt(mlflow, parent_run_id: str, model: str):
+    """Per-prompt gold scores (a Series by prompt id) of model `model` in a pipeline run: its evaluate stage's responses."""
+    import pandas as pd
+
+    return pd.read_parquet(stage_dir(mlflow, parent_run_id, f"evaluate_{model}") / "responses.parquet").set_index("id").gold_score
+
+
 def log_table(mlflow, experiment: str, name: str, table, params: dict[str, str], metric_columns: list[str],
               key: str) -> str:
     """Log `table` (a DataFrame) as a run `name`: params, metrics `<row[key]>/<column>`, name.csv / name.md."""

@@ -1,5 +1,5 @@
 """Evaluation metrics: probe accuracy, alignment tax (absolute and relative), SQuAD EM/F1, the
-reward/tax Pareto front, error bars, win rates (plain and length-controlled).
+reward/tax Pareto front, error bars (a paired gain over replicated runs too), win rates (plain and length-controlled).
 
 Pure: stdlib and numpy only, so the analysis side of the pipeline can use it without torch.
 """
@@ -129,6 +129,37 @@ def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
     if len(x) == 1:
         return float(x[0]), 0.0
     return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def replicated_paired_gain(differences) -> dict[str, float]:
+    """A paired gain measured in k replicates (training seeds) on the same n prompts, with its error bar.
+
+    differences: n × k, d[p, t] = score of the method − score of the baseline on prompt p in replicate t.
+    The replicates share the prompts, so their per-replicate SEs are correlated and cannot be pooled as
+    independent. Two-way (prompt × replicate) random effects instead: d = μ + c_p + a_t + e_pt, and
+    - gain = mean of d;
+    - se_prompts = SE over prompts of the replicate-averaged differences (σ²_c / n + σ²_e / (n k));
+    - σ²_e = Σ residual² / ((n − 1)(k − 1)), residual = d − row mean − column mean + grand mean;
+    - se_seed = √(σ²_a / k), σ²_a = max(0, var over replicates of their gains − σ²_e / n) (the
+      replicates' gains also differ by σ²_e / n through the prompt × seed noise, counted in se_prompts);
+    - se = √(se_prompts² + se_seed²), z = gain / se (NaN when se = 0).
+    With k = 1, se_seed is NaN and se = se_prompts (the seed noise cannot be estimated). ValueError if empty.
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError(f"differences must be a non-empty prompts × replicates matrix, got shape {d.shape}")
+    n, k = d.shape
+    gains = d.mean(axis=0)
+    _, se_prompts = mean_and_stderr(d.mean(axis=1))
+    if k > 1:
+        resid = d - gains - d.mean(axis=1, keepdims=True) + d.mean()
+        var_e = float((resid**2).sum() / max(1, (n - 1) * (k - 1)))
+        se_seed = math.sqrt(max(0.0, float(gains.var(ddof=1)) - var_e / n) / k)
+    else:
+        se_seed = float("nan")
+    se = math.hypot(se_prompts, se_seed) if k > 1 else se_prompts
+    gain = float(d.mean())
+    return {"gain": gain, "se_prompts": se_prompts, "se_seed": se_seed, "se": se, "z": gain / se if se > 0 else float("nan")}
 
 
 def _per_prompt_max(scores: Sequence[Sequence[float]]) -> np.ndarray:

@@ -21,6 +21,7 @@ from alignpipe.eval.metrics import (
     per_group_accuracy,
     pii_leaked,
     relative_tax,
+    replicated_paired_gain,
     squad_exact_match,
     squad_f1,
     win_rate,
@@ -111,6 +112,28 @@ def test_mean_and_stderr_hand_example():
     assert mean_and_stderr([7.0]) == (7.0, 0.0)
     with pytest.raises(ValueError):
         mean_and_stderr([])
+
+
+def test_replicated_paired_gain_hand_examples():
+    # additive: d = gain 2 + prompt effects (-1, +1, 0) + seed effects (-1, +1); no interaction
+    r = replicated_paired_gain([[0, 2], [2, 4], [1, 3]])
+    # row means (1, 3, 2): se_prompts = 1/√3; residuals 0; var of gains (1, 3) = 2 -> se_seed = √(2/2) = 1
+    assert r["gain"] == 2.0
+    assert r["se_prompts"] == pytest.approx(1 / math.sqrt(3))
+    assert r["se_seed"] == pytest.approx(1.0)
+    assert r["se"] == pytest.approx(math.sqrt(4 / 3))
+    assert r["z"] == pytest.approx(2 / math.sqrt(4 / 3))
+    # the same plus an interaction (+1, -1 / -1, +1 / 0, 0): residual² sum 4 over (3-1)(2-1) -> σ²_e = 2;
+    # σ²_a = 2 - 2/3 = 4/3 -> se_seed = √(2/3); row and column means unchanged; se = √(1/3 + 2/3) = 1
+    r = replicated_paired_gain([[1, 1], [1, 5], [1, 3]])
+    assert (r["gain"], r["se_prompts"]) == (2.0, pytest.approx(1 / math.sqrt(3)))
+    assert r["se_seed"] == pytest.approx(math.sqrt(2 / 3))
+    assert (r["se"], r["z"]) == (pytest.approx(1.0), pytest.approx(2.0))
+    # one replicate: no seed noise estimate, the SE is the plain paired SE
+    r = replicated_paired_gain([[1.0], [2.0], [3.0], [4.0]])
+    assert math.isnan(r["se_seed"]) and r["se"] == pytest.approx(math.sqrt(5 / 3) / 2)
+    with pytest.raises(ValueError, match="prompts × replicates"):
+        replicated_paired_gain([1.0, 2.0])
 
 
 def test_metrics_module_is_pure():
