@@ -2,10 +2,12 @@
 print gold, RM score and response length on the held-out eval prompts (greedy, with the pipeline's
 evaluation settings, `evaluation.*`), the paired gold difference from the starting SFT policy on the same
 prompts (± its SE over prompts, and per family), and the training wall time. With several seeds, a last
-line gives the mean paired difference over seeds ± the seeds' spread (std / √k), and ± the SE over prompts of
-the per-prompt differences averaged over the seeds (the prompt-sampling noise the seed spread leaves out, since
-every seed is scored on the same prompts): a gain of 0.01 to 0.02 is about one seed-to-seed swing here, so one
-seed cannot settle a setting.
+line gives the mean paired difference over seeds ± an SE that counts both prompt-sampling and training-seed
+noise (eval.metrics.replicated_paired_gain: every seed is scored on the same prompts, so the seeds' own SEs are
+correlated). A gain of 0.01 to 0.02 is about one seed-to-seed swing here, so one seed cannot settle a setting.
+All seeds here start from the one SFT policy under --ref, so they leave out the SFT's own seed noise, which
+was larger (an RFT setting at +0.007 over three seeds from one SFT gave −0.042 from another): judge a
+method across SFT seeds with bench/compare_methods.py `seed=N` and bench/combine_tables.py.
 
     .venv/bin/python bench/tune_rl.py ppo                          # settings of --config (the quickstart's)
     .venv/bin/python bench/tune_rl.py ppo rlhf.ppo.kl_coef=0.1     # `a.b=value` overrides (the CLI's grammar)
@@ -46,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from alignpipe.config import load_config  # noqa: E402
 from alignpipe.data.snapshot import read_snapshot  # noqa: E402
 from alignpipe.eval.generation import generate_responses  # noqa: E402
-from alignpipe.eval.metrics import mean_and_stderr  # noqa: E402
+from alignpipe.eval.metrics import mean_and_stderr, replicated_paired_gain  # noqa: E402
 from alignpipe.eval.scoring import gold_scores, reward_scores  # noqa: E402
 from alignpipe.models import RewardModel, load_policy, load_tokenizer  # noqa: E402
 from alignpipe.training import ppo, rft, rsf  # noqa: E402
@@ -174,11 +176,10 @@ def main() -> None:
                           "sft_gold": round(sft["gold"], 4), **timing, "threads": torch.get_num_threads(),
                           **{k: round(v, 4) for k, v in result.metrics.items()}}), flush=True)
     if len(gains) > 1:
-        mean, spread = mean_and_stderr(gains)
-        _, prompt_se = mean_and_stderr(np.mean(diffs, axis=0))
-        print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed}: {mean:+.4f} "
-              f"± {spread:.4f} (mean ± std/√k; per seed {gains}); ± {prompt_se:.4f} over prompts of the "
-              "seed-averaged per-prompt differences")
+        r = replicated_paired_gain(np.stack(diffs, axis=1))
+        print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed} (per seed {gains}): "
+              f"{r['gain']:+.4f} ± {r['se']:.4f} (z {r['z']:.2f}; ± {r['se_prompts']:.4f} prompts, ± {r['se_seed']:.4f} "
+              "training seeds; eval.metrics.replicated_paired_gain)")
 
 
 if __name__ == "__main__":
