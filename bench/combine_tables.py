@@ -7,9 +7,8 @@ Each argument is the --artifacts directory of one compare_methods run (its metho
 runs; their evaluate stages hold the per-prompt gold scores). Each table is an independent replicate (the
 pair split, SFT, the judge RM and every method's training change with `seed`), but all are scored on the
 same eval prompts (the world has its own seed). So a prompt's differences from SFT are correlated across
-the tables, and the tables' standard errors cannot be combined as if they were independent. Instead:
-
-per method, over the prompts every table scored (alignpipe.eval.metrics.replicated_paired_gain):
+the tables, and the tables' standard errors cannot be combined as if they were independent. Instead, per
+method, over the prompts every table scored (alignpipe.eval.metrics.replicated_paired_gain):
 gain (the mean over tables of the paired gold difference from that table's SFT), se_prompts (prompt-sampling
 noise, its correlation across tables included), se_seed (training-seed noise, from a two-way prompt × table
 analysis; rough with k = 2 or 3), se = √(se_prompts² + se_seed²) and z = gain / se.

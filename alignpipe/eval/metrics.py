@@ -138,7 +138,7 @@ def replicated_paired_gain(differences) -> dict[str, float]:
     The replicates share the prompts, so their per-replicate SEs are correlated and cannot be pooled as
     independent. Two-way (prompt × replicate) random effects instead: d = μ + c_p + a_t + e_pt, and
     - gain = mean of d;
-    - se_prompts = SE over prompts of the replicate-averaged differences (σ²_c / n + σ²_e / (n k));
+    - se_prompts = SE over prompts of the replicate-averaged differences (its square estimates σ²_c / n + σ²_e / (n k));
     - σ²_e = Σ residual² / ((n − 1)(k − 1)), residual = d − row mean − column mean + grand mean;
     - se_seed = √(σ²_a / k), σ²_a = max(0, var over replicates of their gains − σ²_e / n) (the
       replicates' gains also differ by σ²_e / n through the prompt × seed noise, counted in se_prompts);
