@@ -54,11 +54,12 @@ def main() -> None:
     import pandas as pd
 
     diffs: dict[str, list] = {}
+    stores = {}
     for d in a.artifacts:
         path = d / "methods.csv"
         if not path.is_file():
             raise SystemExit(f"{path}: no methods.csv (not a compare_methods --artifacts directory?)")
-        table, mlflow = pd.read_csv(path), client(a.config, [], d)
+        table, mlflow = pd.read_csv(path), stores.setdefault(d, client(a.config, [], d))
         by_method = table.set_index("method").pipeline_run
         if "sft" not in by_method:
             raise SystemExit(f"{path}: no sft row, so no paired differences")
@@ -71,7 +72,7 @@ def main() -> None:
             diffs.setdefault(method, []).append((gold_per_prompt(mlflow, run_id, MODEL_ROW[method]) - sft).dropna())
     out = pd.DataFrame(pooled_gains(diffs))
     print(out.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    mlflow = client(a.config, [], a.artifacts[0])
+    mlflow = stores[a.artifacts[0]]
     from alignpipe.config import load_config
 
     rid = log_table(mlflow, load_config(a.config).tracking.experiment, "method-comparison-pooled", out,

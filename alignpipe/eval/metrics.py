@@ -155,9 +155,9 @@ def replicated_paired_gain(differences) -> dict[str, float]:
         resid = d - gains - d.mean(axis=1, keepdims=True) + d.mean()
         var_e = float((resid**2).sum() / max(1, (n - 1) * (k - 1)))
         se_seed = math.sqrt(max(0.0, float(gains.var(ddof=1)) - var_e / n) / k)
+        se = math.hypot(se_prompts, se_seed)
     else:
-        se_seed = float("nan")
-    se = math.hypot(se_prompts, se_seed) if k > 1 else se_prompts
+        se_seed, se = float("nan"), se_prompts
     gain = float(d.mean())
     return {"gain": gain, "se_prompts": se_prompts, "se_seed": se_seed, "se": se, "z": gain / se if se > 0 else float("nan")}
 
