@@ -60,6 +60,7 @@ def test_unknown_override_key_is_named():
     ("rlhf.method=ppo2", "rlhf.method"),
     ("rlhf.rsf.keep=top", "rlhf.rsf.keep"),
     ("sft.rft.kl_coef=-0.1", "sft.rft.kl_coef"),
+    ("sft.rft.policy_lr=0", "sft.rft.policy_lr"),
     ("data.world.families=[haiku]", "data.world.families"),
 ])
 def test_bad_values_name_the_key(override, key):

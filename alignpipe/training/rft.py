@@ -12,8 +12,8 @@ The RM is initialised once from the starting model's backbone and keeps training
 reference = the starting model) persists across rounds too.
 
 PPO settings: `PPOConfig()` defaults with rollouts = rft.ppo_rollouts and kl_coef = rft.kl_coef (the
-penalty is to the starting model); the policy's optimiser is cfg.optim (lr, warm-up, clipping), its
-schedule spanning every PPO update of the run (optim.steps is plain SFT's and ignored here). No reward
+penalty is to the starting model); the policy's optimiser is cfg.optim (warm-up, clipping) at lr
+rft.policy_lr, its schedule spanning every PPO update of the run (optim.steps is plain SFT's and ignored here). No reward
 calibration (the RM is re-fitted every round anyway).
 Logged: rm_loss, rm_accuracy, rm_margin (means over the round's RM steps, measured before each
 update), rm_pairs at step = round; the PPO diagnostics (training/ppo.py) at step = rollout index.
@@ -81,7 +81,8 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     rm = RewardModel.from_pretrained_backbone(model_dir)
     ppo_cfg = PPOConfig(rollouts=rft.ppo_rollouts, kl_coef=rft.kl_coef)
     ppo_batch = min(ppo_cfg.prompts_per_rollout, len(rows))
-    learner = PPOLearner(policy, tok, ppo_cfg, cfg.optim, rft.rounds * rft.ppo_rollouts * updates_per_rollout(ppo_cfg, ppo_batch),
+    policy_optim = cfg.optim.model_copy(update={"lr": rft.policy_lr})
+    learner = PPOLearner(policy, tok, ppo_cfg, policy_optim, rft.rounds * rft.ppo_rollouts * updates_per_rollout(ppo_cfg, ppo_batch),
                          max_length=max_length)
     rm_opt, rm_sched = make_optimizer(rm.parameters(), cfg.optim.model_copy(update={"lr": rft.rm_lr, "steps": rft.rounds * rft.rm_steps}))
     no_calibration = RollingCalibrator("none", 1)

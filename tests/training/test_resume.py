@@ -104,7 +104,7 @@ def test_irft(tiny_dir, tmp_path, capsys):
 
 def test_rft(tiny_dir, tmp_path, capsys):
     cfg = SFTConfig(method="rft", optim=OptimConfig(lr=1e-3, batch_size=2, warmup_ratio=0.0),
-                    rft=RFTConfig(rounds=2, rm_steps=2, rm_lr=1e-3, ppo_rollouts=1))
+                    rft=RFTConfig(rounds=2, rm_steps=2, rm_lr=1e-3, ppo_rollouts=1, policy_lr=1e-3))
     check_resume_equals_uninterrupted(tmp_path, capsys, "rft", lambda out, log, ck: rft.run(
         cfg, tiny_dir, ROWS[:3], out, log, max_length=64, seed=0, checkpoints=ck), every=1, halt_at=2, resumes_from=1)
 

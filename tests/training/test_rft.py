@@ -35,7 +35,7 @@ def test_reward_model_step_separates_demonstrations_from_own_samples(tiny_dir):
 def test_rft_runs_end_to_end(tiny_dir, tmp_path):
     log = Recorder()
     cfg = SFTConfig(method="rft", optim=OptimConfig(lr=1e-3, batch_size=2, warmup_ratio=0.0),
-                    rft=RFTConfig(rounds=2, rm_steps=2, rm_lr=1e-3, ppo_rollouts=1, kl_coef=0.3))
+                    rft=RFTConfig(rounds=2, rm_steps=2, rm_lr=1e-3, ppo_rollouts=1, kl_coef=0.3, policy_lr=5e-4))
     result = rft.run(cfg, tiny_dir, ROWS, tmp_path, log, max_length=64, seed=0)
     rm_rows = [m for _, m in log.rows if "rm_loss" in m]
     ppo_rows = [m for _, m in log.rows if "clipfrac" in m]
@@ -45,6 +45,8 @@ def test_rft_runs_end_to_end(tiny_dir, tmp_path):
     # the PPO steps penalise with rft.kl_coef (k1: the summed penalty is kl_coef × the logged KL)
     assert ppo_rows[1]["kl"] != 0 and all(m["non_score_reward"] == pytest.approx(-0.3 * m["kl"], rel=1e-5, abs=1e-7)
                                           for m in ppo_rows)
+    # the policy steps run at rft.policy_lr (cosine from 5e-4), not at SFT's optim.lr (1e-3)
+    assert all(0 <= m["lr"] <= 5e-4 for m in ppo_rows) and ppo_rows[0]["lr"] > 2.5e-4
     assert result.metrics["rounds"] == 2 and "final_rm_accuracy" in result.metrics
     trained, _ = load_policy(tmp_path / "model")
     start, _ = load_policy(tiny_dir)
