@@ -13,14 +13,15 @@ method across SFT seeds with bench/compare_methods.py `seed=N` and bench/combine
     .venv/bin/python bench/tune_rl.py ppo rlhf.ppo.kl_coef=0.1     # `a.b=value` overrides (the CLI's grammar)
     .venv/bin/python bench/tune_rl.py rsf --seed 0 1 2             # one training run per seed
     .venv/bin/python bench/tune_rl.py rft sft.rft.rounds=3
+    .venv/bin/python bench/tune_rl.py irft sft.irft.stages=3
     .venv/bin/python bench/tune_rl.py sft                          # evaluate the starting checkpoint (also: dpo)
 
 Inputs under --ref (default /tmp/qs_ref): sft/ (SFT policy), rm/ (reward model; it scores the RM column and
 is the one PPO and RSF climb), dpo/, data/ (eval_prompts, pairs_train and sft parquet snapshots): for
 example links to a compare_methods run's stages/sft/<fp>/model, stages/reward_model/<fp>/model and
 stages/data/<fp>. PPO and RSF start from sft/ and train on the distinct prompts of pairs_train (the RM's
-own training prompts, as the pipeline's rlhf stage would); RFT starts from sft/ too (continuing SFT with
-IRL on the same demonstrations, sft.parquet). The evaluation reproduces the pipeline's evaluate stage's
+own training prompts, as the pipeline's rlhf stage would); RFT and IRFT start from sft/ too (continuing SFT
+with IRL on the same demonstrations, sft.parquet, as the pipeline's sft stage does with sft.irl_init=sft). The evaluation reproduces the pipeline's evaluate stage's
 responses exactly (same prompts, decoding, batches), so `sft` here gives the comparison table's SFT gold.
 """
 
@@ -51,7 +52,7 @@ from alignpipe.eval.generation import generate_responses  # noqa: E402
 from alignpipe.eval.metrics import mean_and_stderr, replicated_paired_gain  # noqa: E402
 from alignpipe.eval.scoring import gold_scores, reward_scores  # noqa: E402
 from alignpipe.models import RewardModel, load_policy, load_tokenizer  # noqa: E402
-from alignpipe.training import ppo, rft, rsf  # noqa: E402
+from alignpipe.training import irft, ppo, rft, rsf  # noqa: E402
 
 
 class PrintLogger:
@@ -123,9 +124,10 @@ def public(scores: dict) -> dict:
 
 
 def train(method: str, cfg, ref: Path, out: Path, seed: int):
-    if method == "rft":
+    if method in ("rft", "irft"):
         demos = read_snapshot(ref / "data" / "sft.parquet")
-        return rft.run(cfg.sft, ref / "sft", demos, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
+        loop = rft if method == "rft" else irft
+        return loop.run(cfg.sft, ref / "sft", demos, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
     prompts = list(dict.fromkeys(r["prompt"] for r in read_snapshot(ref / "data" / "pairs_train.parquet")))
     loop = ppo if method == "ppo" else rsf
     return loop.run(cfg.rlhf, ref / "sft", ref / "rm", prompts, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
@@ -133,7 +135,7 @@ def train(method: str, cfg, ref: Path, out: Path, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("method", choices=["ppo", "rsf", "rft", "sft", "dpo"])
+    ap.add_argument("method", choices=["ppo", "rsf", "rft", "irft", "sft", "dpo"])
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. rlhf.ppo.kl_coef=0.1")
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "pipeline" / "quickstart.yaml",
                     help="the pipeline config the --ref artifacts came from (its rlhf / sft / evaluation settings apply)")
@@ -146,15 +148,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [f"rlhf.method={args.method}" if args.method in ("ppo", "rsf") else "sft.method=rft", *args.overrides]
-                      if args.method in ("ppo", "rsf", "rft") else args.overrides)
+    section = "rlhf" if args.method in ("ppo", "rsf") else "sft"
+    cfg = load_config(args.config, [f"{section}.method={args.method}", *args.overrides]
+                      if args.method not in ("sft", "dpo") else args.overrides)
     sft = evaluate(args.ref / "sft", args.ref, cfg)
     if args.method in ("sft", "dpo"):
         scores = sft if args.method == "sft" else evaluate(args.ref / "dpo", args.ref, cfg)
         print(json.dumps({"method": args.method, **public(scores), **paired(scores, sft)}))
         return
-    section = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft}[args.method]
-    print(section.model_dump(), (cfg.sft if args.method == "rft" else cfg.rlhf).optim.model_dump(),
+    settings = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft, "irft": cfg.sft.irft}[args.method]
+    print(settings.model_dump(), getattr(cfg, section).optim.model_dump(),
           f"calibration={cfg.rlhf.reward_calibration}", flush=True)
     gains, diffs = [], []
     for seed in args.seed:
