@@ -87,7 +87,8 @@ def main() -> None:
             _, scores = rm_rewards(rm, rm_tok, RollingCalibrator("none", 8), flat, responses, max_length)
             best, keep = best_over_baseline(torch.as_tensor(scores).view(len(rows), a.n), torch.as_tensor(greedy_scores))
             picked = gold[np.arange(len(rows)), best.numpy()]
-            print(line(f"RM best of {a.n} ({path.parent.name[:8]})", picked, greedy, families), flush=True)
+            label = path.parent.name[:8] if path.name == "model" else path.name[:12]  # a stage's fingerprint, else the dir
+            print(line(f"RM best of {a.n} ({label})", picked, greedy, families), flush=True)
             keep = keep.numpy()
             print(line(f"  if above greedy ({keep.mean():.0%})", np.where(keep, picked, greedy), greedy, families), flush=True)
     print(f"[{time.time() - t0:.0f} s]")

@@ -162,12 +162,15 @@ def main() -> None:
             ref = score[2] if ref is None else ref
     else:
         model, tok = load_policy(args.model[0] if args.model else args.qs / "sft")
+        t0 = time.time()
+        plain = gold(model, tok, rows)
+        report("the policy alone (greedy)", plain, time.time() - t0)
         for p in args.principles:
             for r in args.step_sizes:
                 cfg = LinearAlignmentConfig(principle=PRINCIPLES[p], step_size=r, top_p=args.top_p)
                 t0 = time.time()
                 report(f"LA principle {p} step {r} top_p {args.top_p}", gold(model, tok, rows, linear_alignment_generator(cfg)),
-                       time.time() - t0)
+                       time.time() - t0, plain[2])
 
 
 if __name__ == "__main__":
