@@ -149,7 +149,7 @@ class RFTConfig(Frozen):
     kl_coef: float = Field(0.05, ge=0, description="β_KL of the PPO steps' per-token penalty to the starting model")
     policy_lr: float = Field(5e-6, gt=0, description="learning rate of the PPO steps (rlhf.optim's default); SFT's "
                              "optim.lr is a supervised rate, too large for policy-gradient steps against a reward model "
-                             "fitted on a few dozen pairs")
+                             "re-fitted every round")
 
 
 class SFTConfig(Frozen):
