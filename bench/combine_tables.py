@@ -59,7 +59,8 @@ def main() -> None:
         path = d / "methods.csv"
         if not path.is_file():
             raise SystemExit(f"{path}: no methods.csv (not a compare_methods --artifacts directory?)")
-        table, mlflow = pd.read_csv(path), stores.setdefault(d, client(a.config, [], d))
+        table = pd.read_csv(path)
+        stores[d] = mlflow = client(a.config, [], d)
         by_method = table.set_index("method").pipeline_run
         if "sft" not in by_method:
             raise SystemExit(f"{path}: no sft row, so no paired differences")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,7 @@ from alignpipe.data.snapshot import read_snapshot  # noqa: E402
 from alignpipe.eval.generation import generate_responses  # noqa: E402
 from alignpipe.models import RewardModel, load_policy  # noqa: E402
 from alignpipe.training.optim import make_optimizer, seed_everything  # noqa: E402
-from alignpipe.training.rft import train_reward_model  # noqa: E402
-
-TOKENIZER_FILES = ("tokenizer", "special_tokens", "chat_template")
+from alignpipe.training.rft import demonstration_pairs, train_reward_model  # noqa: E402
 
 
 def variant(text: str) -> tuple[int, int]:
@@ -61,8 +58,7 @@ def main() -> None:
     t0 = time.time()
     own = generate_responses(policy, tok, [r["prompt"] for r in rows], max_new_tokens=ppo.max_new_tokens,
                              temperature=ppo.temperature, seed=a.seed)
-    pairs = [{"prompt": r["prompt"], "chosen": r["response"], "rejected": o}
-             for r, o in zip(rows, own, strict=True) if o.strip() != r["response"].strip()]
+    pairs = demonstration_pairs(rows, own)
     print(f"{len(pairs)} (demonstration ≻ own sample) pairs [{time.time() - t0:.0f} s]", flush=True)
     for n, steps in a.variants:
         t0 = time.time()
@@ -71,9 +67,7 @@ def main() -> None:
         stats = train_reward_model(rm, opt, sched, tok, pairs[:n], cfg.optim, steps, max_length=max_length, seed=a.seed)
         out = a.out / f"s{a.seed}_{n}x{steps}"
         rm.save(out)
-        for f in (a.ref / "sft").iterdir():
-            if f.name.startswith(TOKENIZER_FILES):
-                shutil.copy(f, out / f.name)
+        tok.save_pretrained(out)  # as the reward_model stage saves it, so best_of_n can load it
         print(out, {k: round(v, 3) for k, v in stats.items()}, f"[{time.time() - t0:.0f} s]", flush=True)
 
 

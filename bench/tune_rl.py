@@ -21,8 +21,8 @@ is the one PPO and RSF climb), dpo/, data/ (eval_prompts, pairs_train and sft pa
 example links to a compare_methods run's stages/sft/<fp>/model, stages/reward_model/<fp>/model and
 stages/data/<fp>. PPO and RSF start from sft/ and train on the distinct prompts of pairs_train (the RM's
 own training prompts, as the pipeline's rlhf stage would); RFT and IRFT start from sft/ too (continuing SFT
-with IRL on the same demonstrations, sft.parquet, as the pipeline's sft stage does with sft.irl_init=sft). The evaluation reproduces the pipeline's evaluate stage's
-responses exactly (same prompts, decoding, batches), so `sft` here gives the comparison table's SFT gold.
+with IRL on the same demonstrations, sft.parquet, as the pipeline's sft stage does with sft.irl_init=sft).
+The evaluation reproduces the pipeline's evaluate stage's responses exactly (same prompts, decoding, batches), so `sft` here gives the comparison table's SFT gold.
 """
 
 from __future__ import annotations

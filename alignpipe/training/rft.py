@@ -46,6 +46,12 @@ from alignpipe.training.reward_model import encode_pairs, pair_rewards, score_pa
 CENTER_COEF = 0.01  # reward centring (§2)
 
 
+def demonstration_pairs(rows: list[dict], own: list[str]) -> list[dict]:
+    """(demonstration ≻ own sample) pairs {prompt, chosen, rejected}, dropping those whose sample equals the demonstration."""
+    return [{"prompt": r["prompt"], "chosen": r["response"], "rejected": o}
+            for r, o in zip(rows, own, strict=True) if o.strip() != r["response"].strip()]
+
+
 def train_reward_model(rm: RewardModel, opt, sched, tok, pairs: list[dict], optim: OptimConfig, steps: int,
                        *, max_length: int, seed: int) -> dict[str, float]:
     """`steps` Bradley–Terry steps on pairs {prompt, chosen, rejected}; then rm.mean/std from their rewards."""
@@ -102,8 +108,7 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     for rnd, idx in islice(enumerate(rm_batches), start, None):
         own = generate_responses(learner.policy, tok, [prompts[i] for i in idx], max_new_tokens=ppo_cfg.max_new_tokens,
                                  temperature=ppo_cfg.temperature, seed=seed + rnd)
-        pairs = [{"prompt": prompts[i], "chosen": rows[i]["response"], "rejected": o}
-                 for i, o in zip(idx, own, strict=True) if o.strip() != rows[i]["response"].strip()]
+        pairs = demonstration_pairs([rows[i] for i in idx], own)
         if not pairs:  # the policy reproduces every demonstration: nothing left to learn from
             break
         stats = train_reward_model(rm, rm_opt, rm_sched, tok, pairs, cfg.optim, rft.rm_steps, max_length=max_length, seed=seed + rnd)
