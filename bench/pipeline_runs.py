@@ -45,6 +45,12 @@ def stage_metrics(mlflow, parent_run_id: str, stage: str) -> dict[str, float]:
     return dict(run.data.metrics) if run else {}
 
 
+def stage_params(mlflow, parent_run_id: str, stage: str) -> dict[str, str]:
+    """The params (the stage's settings and input hashes) of a pipeline run's child run for `stage`; {} when none."""
+    run = _stage_run(mlflow, parent_run_id, stage)
+    return dict(run.data.params) if run else {}
+
+
 def stage_dir(mlflow, parent_run_id: str, stage: str) -> Path:
     """The output directory of a pipeline run's `stage` (its child run's `alignpipe.output_dir` tag)."""
     run = _stage_run(mlflow, parent_run_id, stage)
