@@ -266,6 +266,9 @@ class LinearAlignmentConfig(Frozen):
     enabled: bool = False
     principle: str = ("You are a careful assistant. Follow every constraint of the instruction exactly "
                       "and answer as briefly as the instruction allows.")
+    keep_default_system: bool = Field(True, description="context p's system message is the chat template's "
+                                      "default one (what context 0 and SFT have) followed by the principle; false: "
+                                      "the principle alone replaces it, so p differs from 0 by more than the principle")
     step_size: float = Field(2.0, ge=0, description="r in l̃ = l_p + r·(l_p − l_0); 0 = principle prompt only")
     top_p: float = Field(0.8, gt=0, le=1)
     temperature: float = Field(0.5, gt=0, description="shapes the top-p nucleus of softmax(l_p / T)")

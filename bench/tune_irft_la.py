@@ -17,6 +17,7 @@ scores on N prompts of the quickstart world that no stage has seen (seed + 11) i
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -134,6 +135,9 @@ def main() -> None:
     ap.add_argument("--step-sizes", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
     ap.add_argument("--principles", type=int, nargs="+", default=[0])
     ap.add_argument("--top-p", type=float, default=0.8)
+    ap.add_argument("--keep-default-system", choices=["true", "false"], nargs="+",
+                    default=[str(LinearAlignmentConfig().keep_default_system).lower()],
+                    help="la: linear_alignment.keep_default_system settings to try")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fresh", type=int, default=0, help="score on N new world prompts instead of the run's eval prompts")
     ap.add_argument("--out", type=Path, help="keep the trained model here")
@@ -165,12 +169,12 @@ def main() -> None:
         t0 = time.time()
         plain = gold(model, tok, rows)
         report("the policy alone (greedy)", plain, time.time() - t0)
-        for p in args.principles:
-            for r in args.step_sizes:
-                cfg = LinearAlignmentConfig(principle=PRINCIPLES[p], step_size=r, top_p=args.top_p)
-                t0 = time.time()
-                report(f"LA principle {p} step {r} top_p {args.top_p}", gold(model, tok, rows, linear_alignment_generator(cfg)),
-                       time.time() - t0, plain[2])
+        for keep, p, r in itertools.product(args.keep_default_system, args.principles, args.step_sizes):
+            cfg = LinearAlignmentConfig(principle=PRINCIPLES[p], step_size=r, top_p=args.top_p,
+                                        keep_default_system=keep == "true")
+            t0 = time.time()
+            report(f"LA principle {p} step {r} top_p {args.top_p} keep_default_system {keep}",
+                   gold(model, tok, rows, linear_alignment_generator(cfg)), time.time() - t0, plain[2])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,17 @@ def render_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
     return text if system is None else f"System: {system}\n{text}"
 
 
+def default_system_prompt(tokenizer) -> str | None:
+    """The system message the chat template adds when none is given (SmolLM2's "You are a helpful AI
+    assistant named SmolLM, …"), found by rendering a marker in its place; None when the template adds none."""
+    marker = "\x1eSYSTEM\x1e"
+    head, found, tail = render_prompt(tokenizer, "", system=marker).partition(marker)
+    plain = render_prompt(tokenizer, "")
+    if not found or len(plain) <= len(head) + len(tail) or not (plain.startswith(head) and plain.endswith(tail)):
+        return None
+    return plain[len(head) : len(plain) - len(tail)]
+
+
 @dataclass(frozen=True)
 class Encoded:
     """One tokenised example: input_ids and labels are the same length; `truncated` counts cuts."""

@@ -1,10 +1,14 @@
 """Linear Alignment decoding (Gao et al. 2024, ALGORITHMS §5): two contexts, one aligned token stream.
 
-Each prompt is rendered twice: with the principle as the system message (context p) and exactly as
-training and evaluation render it (`render_prompt`, context 0; for SmolLM2 that is the template's
-default system prompt, which the principle replaces). Both contexts advance in lockstep: every step
-runs one forward on the newest token of each, combines their last logits with
-`rl.linear_alignment.linear_alignment_logits`, and appends the chosen token to both.
+Each prompt is rendered twice: exactly as training and evaluation render it (`render_prompt`, context 0;
+for SmolLM2 that includes the template's default system prompt) and with the principle in the system
+message (context p). With `keep_default_system` (the default) p's system message is the default one
+followed by the principle, so l_p − l_0 is the principle's effect alone; without it the principle
+replaces the default, and p also loses a prompt the SFT policy always trained with. On 400 fresh
+prompts of the quickstart world (bench/tune_irft_la.py la, step 2, three SFT seeds) keeping it gave
++0.050 / +0.047 / +0.009 gold over the plain policy, replacing it +0.057 / +0.024 / −0.021.
+Both contexts advance in lockstep: every step runs one forward on the newest token of each, combines
+their last logits with `rl.linear_alignment.linear_alignment_logits`, and appends the chosen token to both.
 
 Choices: the two contexts share one left-padded batch of 2b rows, so "two KV caches in lockstep"
 is one cache and one forward per token (same numbers, half the calls). Greedy (argmax of l̃) by
@@ -21,7 +25,7 @@ import torch
 from torch import Tensor
 
 from alignpipe.config import LinearAlignmentConfig
-from alignpipe.data.chat import render_prompt
+from alignpipe.data.chat import default_system_prompt, render_prompt
 from alignpipe.eval.generation import _cuda_devices, _decode, length_sorted_batches
 from alignpipe.rl.linear_alignment import linear_alignment_logits
 
@@ -90,7 +94,8 @@ def generate_linear_alignment(
     trust benchmark's) is the unprincipled context's system message; the principled context gets
     the same message followed by the principle.
     """
-    principled = cfg.principle if system is None else f"{system}\n\n{cfg.principle}"
+    lead = system if system is not None or not cfg.keep_default_system else default_system_prompt(tokenizer)
+    principled = cfg.principle if lead is None else f"{lead}\n\n{cfg.principle}"
     texts_p = [render_prompt(tokenizer, p, system=principled) for p in prompts]
     texts_0 = [render_prompt(tokenizer, p, system=system) for p in prompts]
     lengths = [len(ids) for ids in tokenizer(texts_p, add_special_tokens=False)["input_ids"]] if prompts else []

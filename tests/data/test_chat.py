@@ -1,4 +1,6 @@
-from alignpipe.data.chat import IGNORE, collate, encode, render_prompt
+import copy
+
+from alignpipe.data.chat import IGNORE, collate, default_system_prompt, encode, render_prompt
 from alignpipe.models import load_tokenizer
 
 
@@ -27,3 +29,13 @@ def test_collate_right_pads(tiny_dir):
     assert batch["input_ids"].shape == batch["labels"].shape == (2, len(b.input_ids))
     assert batch["attention_mask"][0].tolist() == [1] * len(a.input_ids) + [0] * (len(b.input_ids) - len(a.input_ids))
     assert (batch["labels"][0, len(a.input_ids):] == IGNORE).all()
+
+
+def test_default_system_prompt_is_what_the_template_adds_when_none_is_given(tiny_dir):
+    tok = load_tokenizer(tiny_dir)  # SmolLM2's tokenizer and chat template
+    assert default_system_prompt(tok) == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    plain = copy.deepcopy(tok)
+    plain.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    assert default_system_prompt(plain) is None  # a template that adds no system message
+    plain.chat_template = None  # a base model: the two-turn fallback has no default either
+    assert default_system_prompt(plain) is None

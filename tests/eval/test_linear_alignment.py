@@ -40,8 +40,9 @@ def says_yes(says_yes_dir):
     return load_policy(says_yes_dir)
 
 
-def la(step_size=2.0, top_p=0.8):
-    return LinearAlignmentConfig(principle=PRINCIPLE, step_size=step_size, top_p=top_p, temperature=0.5)
+def la(step_size=2.0, top_p=0.8, keep_default_system=False):
+    return LinearAlignmentConfig(principle=PRINCIPLE, step_size=step_size, top_p=top_p, temperature=0.5,
+                                 keep_default_system=keep_default_system)
 
 
 def test_principle_context_replaces_the_default_system_prompt(varied):
@@ -74,6 +75,22 @@ def test_a_task_system_message_leads_the_principle_context(varied):
                                     system="You are terse.")
     want = generate_responses(model, tok, PROMPTS, max_new_tokens=8, batch_size=4, system=f"You are terse.\n\n{PRINCIPLE}")
     assert got == want
+
+
+def test_keep_default_system_puts_the_principle_after_the_templates_default(varied):
+    """keep_default_system: context p is SmolLM2's default system prompt (what context 0 and SFT see) + the principle."""
+    model, tok = varied
+    lead = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    got = generate_linear_alignment(model, tok, PROMPTS, la(0.0, 1.0, keep_default_system=True), max_new_tokens=8,
+                                    batch_size=4)
+    want = generate_responses(model, tok, PROMPTS, max_new_tokens=8, batch_size=4, system=f"{lead}\n\n{PRINCIPLE}")
+    assert got == want
+    assert got != generate_linear_alignment(model, tok, PROMPTS, la(0.0, 1.0), max_new_tokens=8, batch_size=4)
+    # a task's own system message still leads, whatever the flag
+    task = generate_linear_alignment(model, tok, PROMPTS, la(0.0, 1.0, keep_default_system=True), max_new_tokens=8,
+                                     batch_size=4, system="You are terse.")
+    assert task == generate_responses(model, tok, PROMPTS, max_new_tokens=8, batch_size=4,
+                                      system=f"You are terse.\n\n{PRINCIPLE}")
 
 
 def test_batched_equals_one_at_a_time(varied):
