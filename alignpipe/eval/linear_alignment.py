@@ -5,8 +5,10 @@ for SmolLM2 that includes the template's default system prompt) and with the pri
 message (context p). With `keep_default_system` (the default) p's system message is the default one
 followed by the principle, so l_p − l_0 is the principle's effect alone; without it the principle
 replaces the default, and p also loses a prompt the SFT policy always trained with. On 400 fresh
-prompts of the quickstart world (bench/tune_irft_la.py la, step 2, three SFT seeds) keeping it gave
-+0.050 / +0.047 / +0.009 gold over the plain policy, replacing it +0.057 / +0.024 / −0.021.
+prompts of the quickstart world (bench/tune_irft_la.py la, step 2, SFT seeds 0–3) keeping it gave
++0.050 / +0.047 / +0.009 / −0.029 gold over the plain policy (mean +0.019), replacing it +0.057 /
++0.024 / −0.021 / −0.021 (mean +0.010): better on average, and still only as good as the principle is
+for the policy at hand.
 Both contexts advance in lockstep: every step runs one forward on the newest token of each, combines
 their last logits with `rl.linear_alignment.linear_alignment_logits`, and appends the chosen token to both.
 
