@@ -73,11 +73,12 @@ def main() -> None:
 
     import pandas as pd
 
+    droppable = [m for m in MODEL_ROW if m not in ("base", "sft")]  # every table needs its sft row
     drop = set()
     for item in a.drop:
         method, sep, d = item.partition("@")
-        if not sep or method not in MODEL_ROW or Path(d) not in a.artifacts:
-            raise SystemExit(f"--drop {item}: expected METHOD@DIR with METHOD one of {', '.join(MODEL_ROW)} and DIR "
+        if not sep or method not in droppable or Path(d) not in a.artifacts:
+            raise SystemExit(f"--drop {item}: expected METHOD@DIR with METHOD one of {', '.join(droppable)} and DIR "
                              f"one of the tables given")
         drop.add((method, Path(d)))
     diffs: dict[str, list] = {}
