@@ -9,6 +9,7 @@ prompts of the quickstart world (bench/tune_irft_la.py la, step 2, SFT seeds 0�
 +0.050 / +0.047 / +0.009 / −0.029 gold over the plain policy (mean +0.019), replacing it +0.057 /
 +0.024 / −0.021 / −0.021 (mean +0.010): better on average, and still only as good as the principle is
 for the policy at hand.
+
 Both contexts advance in lockstep: every step runs one forward on the newest token of each, combines
 their last logits with `rl.linear_alignment.linear_alignment_logits`, and appends the chosen token to both.
 
