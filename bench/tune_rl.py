@@ -7,7 +7,9 @@ noise (eval.metrics.replicated_paired_gain: every seed is scored on the same pro
 correlated). A gain of 0.01 to 0.02 is about one seed-to-seed swing here, so one seed cannot settle a setting.
 All seeds here start from the one SFT policy under --ref, so they leave out the SFT's own seed noise, which
 was larger (an RFT setting at +0.007 over three seeds from one SFT gave −0.042 from another): judge a
-method across SFT seeds with bench/compare_methods.py `seed=N` and bench/combine_tables.py.
+method across SFT seeds with bench/compare_methods.py `seed=N` and bench/combine_tables.py, or run this
+script once per table's stages (--ref) and pool the runs with bench/pool_tune_runs.py. Each run's JSON line
+carries what that needs: the ref, a hash of the eval prompts and the per-prompt gold differences from SFT.
 
     .venv/bin/python bench/tune_rl.py ppo                          # settings of --config (the quickstart's)
     .venv/bin/python bench/tune_rl.py ppo rlhf.ppo.kl_coef=0.1     # `a.b=value` overrides (the CLI's grammar)
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -152,6 +155,8 @@ def main() -> None:
     cfg = load_config(args.config, [f"{section}.method={args.method}", *args.overrides]
                       if args.method not in ("sft", "dpo") else args.overrides)
     sft = evaluate(args.ref / "sft", args.ref, cfg)
+    prompts = [r["prompt"] for r in read_snapshot(args.ref / "data" / "eval_prompts.parquet")]
+    prompts_sha = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:12]
     if args.method in ("sft", "dpo"):
         scores = sft if args.method == "sft" else evaluate(args.ref / "dpo", args.ref, cfg)
         print(json.dumps({"method": args.method, **public(scores), **paired(scores, sft)}))
@@ -175,9 +180,10 @@ def main() -> None:
         vs = paired(scores, sft)
         gains.append(vs["gold_vs_sft"])
         diffs.append(scores["per_prompt"] - sft["per_prompt"])
-        print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, **public(scores), **vs,
-                          "sft_gold": round(sft["gold"], 4), **timing, "threads": torch.get_num_threads(),
-                          **{k: round(v, 4) for k, v in result.metrics.items()}}), flush=True)
+        print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, "ref": str(args.ref), "prompts_sha": prompts_sha,
+                          **public(scores), **vs, "sft_gold": round(sft["gold"], 4), **timing,
+                          "threads": torch.get_num_threads(), **{k: round(v, 4) for k, v in result.metrics.items()},
+                          "gold_diffs": [round(float(x), 4) for x in diffs[-1]]}), flush=True)
     if len(gains) > 1:
         r = replicated_paired_gain(np.stack(diffs, axis=1))
         print(f"{args.method} {' '.join(args.overrides)}: gold vs SFT over seeds {args.seed} (per seed {gains}): "
