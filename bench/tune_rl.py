@@ -180,7 +180,8 @@ def main() -> None:
         vs = paired(scores, sft)
         gains.append(vs["gold_vs_sft"])
         diffs.append(scores["per_prompt"] - sft["per_prompt"])
-        print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, "ref": str(args.ref), "prompts_sha": prompts_sha,
+        print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, "ref": str(args.ref.absolute()),
+                          "prompts_sha": prompts_sha,
                           **public(scores), **vs, "sft_gold": round(sft["gold"], 4), **timing,
                           "threads": torch.get_num_threads(), **{k: round(v, 4) for k, v in result.metrics.items()},
                           "gold_diffs": [round(float(x), 4) for x in diffs[-1]]}), flush=True)

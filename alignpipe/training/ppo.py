@@ -35,9 +35,9 @@ Choices, in the terms of Huang et al.'s "The N implementation details of RLHF wi
   is DPO's and ignored here). optim.warmup_ratio's 0.03 rounds to one of the default 32 updates,
   so the first update runs at the full lr. Its approx-KL is the run's largest, and most of the
   movement comes early. A 0.25 warm-up did not change the gold gain. Over 4 SFT seeds × 2 training
-  seeds on the quickstart world (bench/tune_rl.py, pooled with bench/pool_tune_runs.py), PPO gained
-  +0.012 (SD 0.010 per run) with the default warm-up and +0.010 (SD 0.008) with 0.25. A rollout
-  temperature of 0.7 gave +0.014 (SD 0.012).
+  seeds on the quickstart world (bench/tune_rl.py; mean over the 8 runs), PPO gained +0.012 (SD 0.010
+  per run) with the default warm-up and +0.010 (SD 0.008) with 0.25. A rollout temperature of 0.7
+  gave +0.014 (SD 0.012).
 - Resumable at rollout boundaries (training/checkpoint.py): policy, value head, both optimisers and
   schedules, RNGs, the calibration buffer and the history; the reference is rebuilt from `policy_dir`.
 Logged per step (= per rollout): reward, reward_std (raw RM score of the samples), score (what is
