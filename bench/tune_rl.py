@@ -98,19 +98,21 @@ def judge(rm_dir: Path) -> tuple:
 
 def evaluate(model_dir: Path, ref: Path, cfg) -> dict:
     """Greedy responses to the eval prompts, decoded as the pipeline's evaluation does -> mean gold, mean raw RM
-    score, mean length in characters, and the per-prompt gold scores and families (for paired differences)."""
+    score, mean length in characters, the per-prompt gold scores and families (for paired differences) and a
+    hash of the prompts (runs are pooled only over the same prompts)."""
     rows = read_snapshot(ref / "data" / "eval_prompts.parquet")
+    prompts = [r["prompt"] for r in rows]
     model, tok = load_policy(model_dir)
     e = cfg.evaluation
-    responses = generate_responses(model, tok, [r["prompt"] for r in rows], max_new_tokens=e.max_new_tokens,
+    responses = generate_responses(model, tok, prompts, max_new_tokens=e.max_new_tokens,
                                    temperature=e.temperature, batch_size=e.batch_size, seed=cfg.seed)
     rm, rm_tok = judge(ref / "rm")
-    rm_scores = reward_scores(rm, rm_tok, [r["prompt"] for r in rows], responses, max_length=cfg.model.max_length,
-                              batch_size=e.batch_size)
+    rm_scores = reward_scores(rm, rm_tok, prompts, responses, max_length=cfg.model.max_length, batch_size=e.batch_size)
     gold = np.array(gold_scores(rows, responses))
     return {"gold": float(gold.mean()), "rm": float(np.mean(rm_scores)),
             "length": float(np.mean([len(r) for r in responses])),
-            "per_prompt": gold, "families": np.array([r["family"] for r in rows])}
+            "per_prompt": gold, "families": np.array([r["family"] for r in rows]),
+            "prompts_sha": hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:12]}
 
 
 def paired(scores: dict, base: dict) -> dict:
@@ -155,8 +157,6 @@ def main() -> None:
     cfg = load_config(args.config, [f"{section}.method={args.method}", *args.overrides]
                       if args.method not in ("sft", "dpo") else args.overrides)
     sft = evaluate(args.ref / "sft", args.ref, cfg)
-    prompts = [r["prompt"] for r in read_snapshot(args.ref / "data" / "eval_prompts.parquet")]
-    prompts_sha = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:12]
     if args.method in ("sft", "dpo"):
         scores = sft if args.method == "sft" else evaluate(args.ref / "dpo", args.ref, cfg)
         print(json.dumps({"method": args.method, **public(scores), **paired(scores, sft)}))
@@ -181,7 +181,7 @@ def main() -> None:
         gains.append(vs["gold_vs_sft"])
         diffs.append(scores["per_prompt"] - sft["per_prompt"])
         print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, "ref": str(args.ref.absolute()),
-                          "prompts_sha": prompts_sha,
+                          "prompts_sha": sft["prompts_sha"],
                           **public(scores), **vs, "sft_gold": round(sft["gold"], 4), **timing,
                           "threads": torch.get_num_threads(), **{k: round(v, 4) for k, v in result.metrics.items()},
                           "gold_diffs": [round(float(x), 4) for x in diffs[-1]]}), flush=True)
