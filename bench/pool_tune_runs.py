@@ -68,6 +68,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", type=Path, nargs="+", help="tune_rl outputs")
     args = ap.parse_args()
+    missing = [str(p) for p in args.logs if not p.is_file()]
+    if missing:
+        ap.error(f"no such log file: {', '.join(missing)}")
     records = read_records(args.logs)
     old = [r for r in records if "gold_diffs" not in r]
     for r in old:
