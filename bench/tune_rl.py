@@ -17,6 +17,7 @@ carries what that needs: the ref, a hash of the eval prompts and the per-prompt 
     .venv/bin/python bench/tune_rl.py rft sft.rft.rounds=3
     .venv/bin/python bench/tune_rl.py irft sft.irft.stages=3
     .venv/bin/python bench/tune_rl.py sft                          # evaluate the starting checkpoint (also: dpo)
+    .venv/bin/python bench/tune_rl.py more_sft sft.optim.lr=1e-5 sft.optim.steps=35   # the control below
 
 Inputs under --ref (default /tmp/qs_ref): sft/ (SFT policy), rm/ (reward model; it scores the RM column and
 is the one PPO and RSF climb), dpo/, data/ (eval_prompts, pairs_train and sft parquet snapshots): for
@@ -25,6 +26,11 @@ stages/data/<fp>. PPO and RSF start from sft/ and train on the distinct prompts 
 own training prompts, as the pipeline's rlhf stage would); RFT and IRFT start from sft/ too (continuing SFT
 with IRL on the same demonstrations, sft.parquet, as the pipeline's sft stage does with sft.irl_init=sft).
 The evaluation reproduces the pipeline's evaluate stage's responses exactly (same prompts, decoding, batches), so `sft` here gives the comparison table's SFT gold.
+
+`more_sft` is the control for IRFT and RFT: plain SFT continued from sft/ on the same demonstrations with
+sft.optim (its steps, lr, batch), i.e. what the IRL methods add to SFT minus the IRL. IRFT's default pass is
+one epoch over the 256 demonstrations at lr 1e-5 (5 stages of 51-52, 7 steps of 8 each, a warm-up + cosine
+schedule per stage): `sft.optim.lr=1e-5 sft.optim.steps=35` gives plain SFT the same steps and peak lr. Refs for any seed: bench/make_ref.py.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from alignpipe.eval.metrics import mean_and_stderr, replicated_paired_gain  # no
 from alignpipe.eval.scoring import gold_scores, reward_scores  # noqa: E402
 from alignpipe.models import RewardModel, load_policy, load_tokenizer  # noqa: E402
 from alignpipe.training import irft, ppo, rft, rsf  # noqa: E402
+from alignpipe.training import sft as sft_loop  # noqa: E402
 
 
 class PrintLogger:
@@ -129,9 +136,9 @@ def public(scores: dict) -> dict:
 
 
 def train(method: str, cfg, ref: Path, out: Path, seed: int):
-    if method in ("rft", "irft"):
+    if method in ("rft", "irft", "more_sft"):
         demos = read_snapshot(ref / "data" / "sft.parquet")
-        loop = rft if method == "rft" else irft
+        loop = {"rft": rft, "irft": irft, "more_sft": sft_loop}[method]
         return loop.run(cfg.sft, ref / "sft", demos, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
     prompts = list(dict.fromkeys(r["prompt"] for r in read_snapshot(ref / "data" / "pairs_train.parquet")))
     loop = ppo if method == "ppo" else rsf
@@ -140,7 +147,7 @@ def train(method: str, cfg, ref: Path, out: Path, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("method", choices=["ppo", "rsf", "rft", "irft", "sft", "dpo"])
+    ap.add_argument("method", choices=["ppo", "rsf", "rft", "irft", "more_sft", "sft", "dpo"])
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. rlhf.ppo.kl_coef=0.1")
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "pipeline" / "quickstart.yaml",
                     help="the pipeline config the --ref artifacts came from (its rlhf / sft / evaluation settings apply)")
@@ -154,14 +161,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     section = "rlhf" if args.method in ("ppo", "rsf") else "sft"
-    cfg = load_config(args.config, [f"{section}.method={args.method}", *args.overrides]
+    method = {"more_sft": "sft"}.get(args.method, args.method)  # more_sft trains plain SFT
+    cfg = load_config(args.config, [f"{section}.method={method}", *args.overrides]
                       if args.method not in ("sft", "dpo") else args.overrides)
     sft = evaluate(args.ref / "sft", args.ref, cfg)
     if args.method in ("sft", "dpo"):
         scores = sft if args.method == "sft" else evaluate(args.ref / "dpo", args.ref, cfg)
         print(json.dumps({"method": args.method, **public(scores), **paired(scores, sft)}))
         return
-    settings = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft, "irft": cfg.sft.irft}[args.method]
+    settings = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft, "irft": cfg.sft.irft, "more_sft": cfg.sft.optim}[args.method]
     print(settings.model_dump(), getattr(cfg, section).optim.model_dump(),
           f"calibration={cfg.rlhf.reward_calibration}", flush=True)
     gains, diffs = [], []

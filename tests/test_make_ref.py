@@ -1,0 +1,46 @@
+"""bench/make_ref: a part is built once, atomically; the check compares weights with a table's stages."""
+
+import pytest
+
+from bench.make_ref import build, check
+
+
+def test_a_finished_part_is_kept_and_not_rebuilt(tmp_path):
+    calls = []
+
+    def body(d):
+        calls.append(d)
+        (d / "model").mkdir()
+        (d / "model" / "w.safetensors").write_bytes(b"abc")
+        (d / "value_head.safetensors").write_bytes(b"x")  # beside the model: not part of the ref
+
+    part = build("sft", tmp_path, body, keep="model")
+    assert part == tmp_path / "sft" and (part / "w.safetensors").read_bytes() == b"abc"
+    assert not (tmp_path / ".sft.tmp").exists()
+    assert build("sft", tmp_path, body, keep="model") == part
+    assert len(calls) == 1
+
+
+def test_a_failed_build_leaves_no_part_and_the_next_one_starts_clean(tmp_path):
+    def failing(d):
+        (d / "half").write_text("half-written")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        build("data", tmp_path, failing)
+    assert not (tmp_path / "data").exists()
+    part = build("data", tmp_path, lambda d: (d / "sft.parquet").write_bytes(b"p"))
+    assert sorted(f.name for f in part.iterdir()) == ["sft.parquet"]  # the leftover of the failed build is gone
+
+
+def test_check_says_whether_the_weights_are_bit_identical(tmp_path, capsys):
+    for part, stage, data in (("sft", "sft", b"same"), ("rm", "reward_model", b"ours")):
+        (tmp_path / "ref" / part).mkdir(parents=True)
+        (tmp_path / "ref" / part / "model.safetensors").write_bytes(data)
+        (tmp_path / "table" / "stages" / stage / "f00" / "model").mkdir(parents=True)
+        (tmp_path / "table" / "stages" / stage / "f00" / "model" / "model.safetensors").write_bytes(b"same")
+    (tmp_path / "table" / "stages" / "sft" / ".f01.tmp-1" / "model").mkdir(parents=True)  # unfinished: ignored
+    check(tmp_path / "ref", tmp_path / "table")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("check sft: bit-identical")
+    assert out[1].startswith("check rm: DIFFERENT")
