@@ -70,7 +70,8 @@ def weights_digest(model_dir: Path) -> str:
 def check(out: Path, table: Path) -> None:
     """Compare sft/ and rm/ with the single sft / reward_model stage of a compare_methods run at `table`."""
     for part, stage in (("sft", "sft"), ("rm", "reward_model")):
-        found = sorted((table / "stages" / stage).glob("[!.]*/model"))  # finished stages only (not .<fp>.tmp-*)
+        found = [m.parent / "model" for m in sorted((table / "stages" / stage).glob("*/manifest.json"))  # finished stages:
+                 if not m.parent.name.startswith(".") and not m.parent.name.endswith(".partial")]  # not .<fp>.tmp-*, <fp>.partial
         if len(found) != 1:
             print(f"check {part}: want one finished {stage} stage under {table / 'stages' / stage}, found {len(found)}")
             continue

@@ -39,7 +39,11 @@ def test_check_says_whether_the_weights_are_bit_identical(tmp_path, capsys):
         (tmp_path / "ref" / part / "model.safetensors").write_bytes(data)
         (tmp_path / "table" / "stages" / stage / "f00" / "model").mkdir(parents=True)
         (tmp_path / "table" / "stages" / stage / "f00" / "model" / "model.safetensors").write_bytes(b"same")
-    (tmp_path / "table" / "stages" / "sft" / ".f01.tmp-1" / "model").mkdir(parents=True)  # unfinished: ignored
+        (tmp_path / "table" / "stages" / stage / "f00" / "manifest.json").write_text("{}")
+    for unfinished in (".f01.tmp-1", "f02.partial", "f03"):  # being written, checkpoints of a killed run, no manifest
+        (tmp_path / "table" / "stages" / "sft" / unfinished / "model").mkdir(parents=True)
+    (tmp_path / "table" / "stages" / "sft" / ".f01.tmp-1" / "manifest.json").write_text("{}")
+    (tmp_path / "table" / "stages" / "sft" / "f02.partial" / "manifest.json").write_text("{}")
     check(tmp_path / "ref", tmp_path / "table")
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("check sft: bit-identical")
