@@ -150,6 +150,8 @@ class RFTConfig(Frozen):
     policy_lr: float = Field(5e-6, gt=0, description="learning rate of the PPO steps (rlhf.optim's default); SFT's "
                              "optim.lr is a supervised rate, too large for policy-gradient steps against a reward model "
                              "re-fitted every round")
+    sft_weight: float = Field(0.0, ge=0, description="γ of the demonstrations' per-token NLL added to every PPO update "
+                              "(PPO-ptx on the demonstrations); 0: §1b's RFT exactly")
 
 
 class SFTConfig(Frozen):

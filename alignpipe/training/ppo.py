@@ -45,7 +45,7 @@ optimised: normalised, calibrated, EOS-penalised), kl (mean over responses of th
 log π − log π_ref), non_score_reward (the summed KL penalty), response_length (characters),
 response_tokens, eos_fraction, value_mean, return_mean, truncated_prompts, lr, and the means over
 the step's minibatch updates of entropy, clipfrac, approx_kl, policy_loss, value_loss,
-value_clipfrac, grad_norm.
+value_clipfrac, grad_norm (and ptx_loss, the demonstrations' token NLL, when PPOLearner has ptx: RFT's sft_weight).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from torch import Tensor, nn
 
 from alignpipe.calibration.rolling import RollingCalibrator
 from alignpipe.config import OptimConfig, PPOConfig, RLHFConfig
-from alignpipe.data.chat import render_prompt
+from alignpipe.data.chat import Encoded, collate, render_prompt
 from alignpipe.eval.scoring import reward_scores
 from alignpipe.losses.logprobs import masked_mean, token_logps
 from alignpipe.losses.ppo import entropy_from_logits, ppo_policy_loss, ppo_value_loss
@@ -75,6 +75,7 @@ from alignpipe.rl.kl import kl_penalty, shaped_rewards
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
 from alignpipe.training.checkpoint import NO_CHECKPOINTS, Checkpoints
+from alignpipe.training.forward import response_token_logps
 from alignpipe.training.optim import batch_indices, make_optimizer, seed_everything
 from alignpipe.training.progress import Progress
 
@@ -181,10 +182,15 @@ class PPOLearner:
     """Policy with its value head, the frozen reference and both optimisers: what persists across rollouts.
 
     `total_updates` sets the length of the lr schedule (all minibatch updates of the run).
+    `ptx` = (examples, coef) adds coef × the mean token NLL of `minibatch_size` examples, drawn with replacement,
+    to every minibatch update (InstructGPT's PPO-ptx; RFT passes its demonstrations). None or coef 0: plain PPO,
+    and no draw is made, so the run is bit-identical to one without it.
     """
 
-    def __init__(self, policy, tok, cfg: PPOConfig, optim: OptimConfig, total_updates: int, *, max_length: int):
+    def __init__(self, policy, tok, cfg: PPOConfig, optim: OptimConfig, total_updates: int, *, max_length: int,
+                 ptx: tuple[list[Encoded], float] | None = None):
         self.policy, self.tok, self.cfg, self.optim, self.max_length = policy.eval(), tok, cfg, optim, max_length
+        self.ptx = ptx if ptx and ptx[0] and ptx[1] > 0 else None
         self.ref = copy.deepcopy(policy).requires_grad_(False)
         self.value_head = nn.Linear(policy.config.hidden_size, 1).to(policy.device)
         nn.init.zeros_(self.value_head.weight)
@@ -223,14 +229,22 @@ class PPOLearner:
                 logp = token_logps(logits, mb.response_ids)
                 pg_loss, clipfrac, approx_kl = ppo_policy_loss(logp, mb.logps, adv, mb.mask, self.cfg.clip)
                 vf_loss, vf_clipfrac = ppo_value_loss(values, mb.values, ret, mb.mask, self.cfg.value_clip)
-                (pg_loss + self.cfg.vf_coef * vf_loss).backward()
+                loss, step = pg_loss + self.cfg.vf_coef * vf_loss, {}
+                if self.ptx:
+                    examples, coef = self.ptx
+                    pick = torch.randint(len(examples), (self.cfg.minibatch_size,)).tolist()
+                    logps, _ = response_token_logps(self.policy, collate([examples[i] for i in pick], self.tok.pad_token_id,
+                                                                         self.policy.device))
+                    ptx_loss = -logps.mean()
+                    loss, step = loss + coef * ptx_loss, {"ptx_loss": ptx_loss.item()}
+                loss.backward()
                 params = [*self.policy.parameters(), *self.value_head.parameters()]
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, self.optim.max_grad_norm)
                 for opt, sched in ((self.opt, self.sched), (self.value_opt, self.value_sched)):
                     opt.step()
                     sched.step()
                     opt.zero_grad(set_to_none=True)
-                step = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),
+                step |= {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), "clipfrac": clipfrac.item(),
                         "value_clipfrac": vf_clipfrac.item(), "approx_kl": approx_kl.item(), "grad_norm": float(grad_norm),
                         "entropy": entropy_from_logits(logits.detach(), mb.mask).item()}
                 for k, v in step.items():

@@ -14,7 +14,9 @@ reference = the starting model) persists across rounds too.
 PPO settings: `PPOConfig()` defaults with rollouts = rft.ppo_rollouts and kl_coef = rft.kl_coef (the
 penalty is to the starting model); the policy's optimiser is cfg.optim (warm-up, clipping) at lr
 rft.policy_lr, its schedule spanning every PPO update of the run (optim.steps is plain SFT's and ignored
-here). No reward calibration (the RM is re-fitted every round anyway).
+here). No reward calibration (the RM is re-fitted every round anyway). rft.sft_weight > 0 adds that
+multiple of the demonstrations' token NLL to every PPO update (PPO-ptx on the demonstrations, as
+sft.irft.sft_weight does for IRFT; logged as ptx_loss); 0 is §1b's RFT exactly.
 Logged: rm_loss, rm_accuracy, rm_margin (means over the round's RM steps, measured before each
 update), rm_pairs at step = round; the PPO diagnostics (training/ppo.py) at step = rollout index.
 Resumable at round boundaries (training/checkpoint.py): policy, value head, RM (and its mean/std),
@@ -32,6 +34,7 @@ import torch
 
 from alignpipe.calibration.rolling import RollingCalibrator
 from alignpipe.config import OptimConfig, PPOConfig, SFTConfig
+from alignpipe.data.chat import encode
 from alignpipe.eval.generation import generate_responses
 from alignpipe.losses.preference import bradley_terry_loss
 from alignpipe.models import RewardModel, load_policy
@@ -88,8 +91,9 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
     ppo_cfg = PPOConfig(rollouts=rft.ppo_rollouts, kl_coef=rft.kl_coef)
     ppo_batch = min(ppo_cfg.prompts_per_rollout, len(rows))
     policy_optim = cfg.optim.model_copy(update={"lr": rft.policy_lr})
+    demos = [encode(tok, r["prompt"], r["response"], max_length) for r in rows] if rft.sft_weight > 0 else []
     learner = PPOLearner(policy, tok, ppo_cfg, policy_optim, rft.rounds * rft.ppo_rollouts * updates_per_rollout(ppo_cfg, ppo_batch),
-                         max_length=max_length)
+                         max_length=max_length, ptx=(demos, rft.sft_weight))
     rm_opt, rm_sched = make_optimizer(rm.parameters(), cfg.optim.model_copy(update={"lr": rft.rm_lr, "steps": rft.rounds * rft.rm_steps}))
     no_calibration = RollingCalibrator("none", 1)
     prompts = [r["prompt"] for r in rows]

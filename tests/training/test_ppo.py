@@ -11,6 +11,7 @@ import torch
 from alignpipe.calibration import calibrate, fit_rc_lwr
 from alignpipe.calibration.rolling import RollingCalibrator
 from alignpipe.config import OptimConfig, PPOConfig, RLHFConfig
+from alignpipe.data.chat import encode, render_prompt
 from alignpipe.models import RewardModel, load_policy, load_tokenizer
 from alignpipe.training import ppo
 
@@ -27,11 +28,12 @@ class Recorder:
         self.rows.append((step, dict(metrics)))
 
 
-def learner(tiny_dir, **ppo_overrides) -> ppo.PPOLearner:
+def learner(tiny_dir, ptx=None, **ppo_overrides) -> ppo.PPOLearner:
     torch.manual_seed(0)
     policy, tok = load_policy(tiny_dir)
     cfg = PPOConfig(**{"epochs": 1, "minibatch_size": 4, "max_new_tokens": 6, **ppo_overrides})
-    return ppo.PPOLearner(policy, tok, cfg, OptimConfig(lr=1e-3, warmup_ratio=0.0), total_updates=4, max_length=64)
+    ptx = ([encode(tok, *example, 64) for example in ptx[0]], ptx[1]) if ptx else None
+    return ppo.PPOLearner(policy, tok, cfg, OptimConfig(lr=1e-3, warmup_ratio=0.0), total_updates=4, max_length=64, ptx=ptx)
 
 
 def test_response_mask_covers_tokens_through_the_first_eos():
@@ -73,6 +75,44 @@ def test_update_with_hand_set_advantages_moves_sampled_tokens_the_right_way(tiny
 
     delta = ((token_logps(logits, roll.response_ids) - roll.logps) * roll.mask).sum(1)
     assert (delta[:2] > 0).all() and (delta[2:] < 0).all(), delta
+
+
+DEMO = ("Name a fruit.", "An apple.")
+
+
+def demo_nll(lrn) -> float:
+    """Mean token NLL of DEMO's response (and its EOS) after the chat-templated prompt, from one plain forward."""
+    prompt = lrn.tok(render_prompt(lrn.tok, DEMO[0]), add_special_tokens=False)["input_ids"]
+    response = lrn.tok(DEMO[1], add_special_tokens=False)["input_ids"] + [lrn.tok.eos_token_id]
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logp = torch.log_softmax(lrn.policy(input_ids=ids).logits[0].float(), -1)
+    n = len(response)
+    return -logp[-n - 1 : -1].gather(1, ids[0, -n:, None]).mean().item()
+
+
+def test_ptx_adds_the_demonstrations_nll_to_every_update(tiny_dir):
+    lrn = learner(tiny_dir, ptx=([DEMO], 1.0))
+    roll = lrn.rollout(PROMPTS)
+    before = demo_nll(lrn)
+    zero = torch.zeros_like(roll.mask, dtype=torch.float32)
+    stats = lrn.update(roll, zero, zero)  # no advantage, no return: the NLL is the only loss with a gradient
+    assert stats["policy_loss"] == 0.0 and stats["value_loss"] == 0.0
+    assert stats["ptx_loss"] == pytest.approx(before, rel=1e-5)  # one minibatch, drawn from the one demonstration
+    assert demo_nll(lrn) < before - 0.1
+
+
+def test_ptx_with_weight_0_is_plain_ppo_bit_for_bit(tiny_dir):
+    def trained(ptx):
+        # seeds the RNG: both runs sample the same rollout; 2 epochs × 2 minibatches, so an extra draw would reshuffle
+        lrn = learner(tiny_dir, ptx=ptx, minibatch_size=2, epochs=2)
+        roll = lrn.rollout(PROMPTS)
+        sign = torch.tensor([1.0, 1.0, -1.0, -1.0])[:, None]
+        return lrn, lrn.update(roll, sign * roll.mask, torch.zeros_like(roll.mask))
+
+    (plain, plain_stats), (zero, zero_stats) = trained(None), trained(([DEMO], 0.0))
+    assert "ptx_loss" not in zero_stats and zero_stats == plain_stats
+    assert all(torch.equal(a, b) for a, b in zip(plain.policy.parameters(), zero.policy.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("penalty", [-1.0, None])

@@ -51,3 +51,15 @@ def test_rft_runs_end_to_end(tiny_dir, tmp_path):
     trained, _ = load_policy(tmp_path / "model")
     start, _ = load_policy(tiny_dir)
     assert not torch.equal(trained.model.layers[0].mlp.up_proj.weight, start.model.layers[0].mlp.up_proj.weight)
+    assert not any("ptx_loss" in m for m in ppo_rows)  # sft_weight 0 (the default): §1b's RFT
+
+
+def test_rft_sft_weight_adds_the_demonstrations_nll_to_the_ppo_updates(tiny_dir, tmp_path):
+    log = Recorder()
+    cfg = SFTConfig(method="rft", optim=OptimConfig(lr=1e-3, batch_size=2, warmup_ratio=0.0),
+                    rft=RFTConfig(rounds=1, rm_steps=1, ppo_rollouts=2, policy_lr=5e-4, sft_weight=0.5))
+    rft.run(cfg, tiny_dir, ROWS, tmp_path, log, max_length=64, seed=0)
+    ptx = [m["ptx_loss"] for _, m in log.rows if "clipfrac" in m]
+    assert len(ptx) == 2 and all(math.isfinite(x) and x > 0 for x in ptx)
+    with pytest.raises(ValueError, match="sft_weight"):
+        RFTConfig(sft_weight=-1)
