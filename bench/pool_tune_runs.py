@@ -15,6 +15,8 @@ the design nested: the refs' spread carries the SFT-seed noise and what is left 
 
 Columns: method, overrides, refs, runs, each ref's gain (mean over its runs), the pooled gain, se (± prompts,
 ± refs) and z. Lines from tune_rl versions that did not print gold_diffs are listed and left out.
+`--versus SETTING` measures every other setting against SETTING instead of SFT, ref by ref and prompt by prompt
+(e.g. `--versus more_sft`: what IRFT or RFT add over plain SFT continued as long on the same demonstrations).
 """
 
 from __future__ import annotations
@@ -43,30 +45,57 @@ def read_records(paths: list[Path]) -> list[dict]:
     return records
 
 
-def pool(records: list[dict]) -> list[dict]:
+def setting_name(method: str, overrides) -> str:
+    return " ".join([method, *overrides])
+
+
+def pool(records: list[dict], versus: str | None = None) -> list[dict]:
     """records: tune_rl training-run records with ref, prompts_sha and gold_diffs. -> one row per setting
-    (method, overrides), in the order settings first appear. ValueError when a setting's refs were scored on
-    different prompts."""
+    (method, overrides), in the order settings first appear. ValueError when runs to be paired were scored on
+    different prompts.
+
+    versus: a setting's name ("method overrides…", or the method alone when it has one setting) to measure the
+    others against instead of SFT: on each ref both have, the setting's per-prompt gain minus the baseline's,
+    then the refs pooled as before (refs missing from either are left out and counted in `refs_left_out`).
+    """
     groups: dict[tuple, dict[str, list]] = {}
     for r in records:
         groups.setdefault((r["method"], tuple(r["overrides"])), {}).setdefault(r["ref"], []).append(r)
+    key = None
+    if versus is not None:
+        matches = [k for k in groups if setting_name(*k) == versus] or [k for k in groups if k[0] == versus]
+        if len(matches) != 1:
+            raise ValueError(f"--versus {versus!r}: want one of the settings {sorted(setting_name(*k) for k in groups)}")
+        key, versus = matches[0], setting_name(*matches[0])
+    base = groups.get(key, {})
     rows = []
     for (method, overrides), by_ref in groups.items():
-        shas = {ref: {r["prompts_sha"] for r in runs} for ref, runs in by_ref.items()}
-        if len(set().union(*shas.values())) != 1:
-            raise ValueError(f"{method} {' '.join(overrides)}: runs scored on different eval prompts "
+        if (method, overrides) == key:
+            continue
+        name = setting_name(method, overrides)
+        paired = {ref: runs + base[ref] for ref, runs in by_ref.items() if ref in base} if versus else by_ref
+        shas = {ref: {r["prompts_sha"] for r in runs} for ref, runs in paired.items()}
+        if len(set().union(*shas.values())) > 1:
+            raise ValueError(f"{name}{' vs ' + versus if versus else ''}: runs scored on different eval prompts "
                              f"(prompts_sha per ref: {shas}); they cannot be paired prompt by prompt")
-        per_ref = {ref: np.mean([r["gold_diffs"] for r in runs], axis=0) for ref, runs in by_ref.items()}
+        per_ref = {ref: np.mean([r["gold_diffs"] for r in by_ref[ref]], axis=0)
+                   - (np.mean([r["gold_diffs"] for r in base[ref]], axis=0) if versus else 0.0) for ref in paired}
+        row = {"method": method, "overrides": " ".join(overrides) or "(defaults)", "versus": versus or "sft",
+               "refs": len(per_ref), "runs": sum(len(by_ref[ref]) for ref in paired),
+               "refs_left_out": len(by_ref) - len(paired) + (len(set(base) - set(by_ref)) if versus else 0)}
+        if not per_ref:
+            rows.append(row | {"per_ref": {}})
+            continue
         stats = replicated_paired_gain(np.stack(list(per_ref.values()), axis=1))
-        rows.append({"method": method, "overrides": " ".join(overrides) or "(defaults)", "refs": len(per_ref),
-                     "runs": sum(len(runs) for runs in by_ref.values()),
-                     "per_ref": {ref: round(float(d.mean()), 4) for ref, d in per_ref.items()}, **stats})
+        rows.append(row | {"per_ref": {ref: round(float(d.mean()), 4) for ref, d in per_ref.items()}, **stats})
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", type=Path, nargs="+", help="tune_rl outputs")
+    ap.add_argument("--versus", default=None, help="a setting to measure the others against instead of SFT, e.g. "
+                    "more_sft (the continued-SFT control of IRFT and RFT)")
     args = ap.parse_args()
     missing = [str(p) for p in args.logs if not p.is_file()]
     if missing:
@@ -76,11 +105,19 @@ def main() -> None:
     for r in old:
         print(f"left out (no gold_diffs): {r['log']} {r['method']} seed {r['seed']} {' '.join(r['overrides'])} "
               f"gold_vs_sft {r['gold_vs_sft']:+.4f}", file=sys.stderr)
-    for row in pool([r for r in records if "gold_diffs" in r]):
+    try:
+        rows = pool([r for r in records if "gold_diffs" in r], args.versus)
+    except ValueError as e:
+        ap.error(str(e))
+    for row in rows:
+        head = f"{row['method']:5s} {row['overrides']:40s} vs {row['versus']}: refs {row['refs']} runs {row['runs']:2d}"
+        head += f" ({row['refs_left_out']} refs not in both left out)" if row["refs_left_out"] else ""
+        if not row["per_ref"]:
+            print(f"{head}  no ref in common")
+            continue
         per_ref = " ".join(f"{Path(ref).name} {g:+.4f}" for ref, g in row["per_ref"].items())
-        print(f"{row['method']:5s} {row['overrides']:40s} refs {row['refs']} runs {row['runs']:2d}  [{per_ref}]  "
-              f"gain {row['gain']:+.4f} ± {row['se']:.4f} (± {row['se_prompts']:.4f} prompts, ± {row['se_seed']:.4f} refs)"
-              f"  z {row['z']:.2f}")
+        print(f"{head}  [{per_ref}]  gain {row['gain']:+.4f} ± {row['se']:.4f} (± {row['se_prompts']:.4f} prompts, "
+              f"± {row['se_seed']:.4f} refs)  z {row['z']:.2f}")
 
 
 if __name__ == "__main__":

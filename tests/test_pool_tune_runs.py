@@ -7,8 +7,8 @@ import pytest
 from bench.pool_tune_runs import pool, read_records
 
 
-def run(ref, diffs, overrides=(), seed=0, sha="abc"):
-    return {"method": "ppo", "seed": seed, "overrides": list(overrides), "ref": ref, "prompts_sha": sha,
+def run(ref, diffs, overrides=(), seed=0, sha="abc", method="ppo"):
+    return {"method": method, "seed": seed, "overrides": list(overrides), "ref": ref, "prompts_sha": sha,
             "gold_diffs": diffs}
 
 
@@ -48,3 +48,30 @@ def test_read_records_takes_the_training_run_lines_only(tmp_path):
     ]))
     records = read_records([log])
     assert len(records) == 1 and records[0]["gold_diffs"] == [0.1] and records[0]["log"] == str(log)
+
+
+def test_versus_measures_each_setting_against_another_ref_by_ref():
+    control = ["sft.optim.lr=1e-5"]
+    rows = pool([run("A", [0.3, 0.1], method="rft"), run("B", [0.2, 0.4], method="rft"), run("C", [0.9, 0.9], method="rft"),
+                 run("A", [0.1, 0.1], overrides=control, method="more_sft"),
+                 run("B", [0.2, 0.0], overrides=control, method="more_sft")], versus="more_sft")
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["method"], row["versus"]) == ("rft", "more_sft sft.optim.lr=1e-5")
+    # ref A: [0.2, 0.0], ref B: [0.0, 0.4]; ref C has no control run and is left out
+    assert (row["refs"], row["runs"], row["refs_left_out"]) == (2, 2, 1)
+    assert row["per_ref"] == {"A": pytest.approx(0.1), "B": pytest.approx(0.2)}
+    assert row["gain"] == pytest.approx(0.15)
+    assert row["se_prompts"] == pytest.approx(0.05)  # prompt means [0.1, 0.2]: SD 0.0707, over √2
+
+
+def test_versus_names_one_setting():
+    records = [run("A", [0.1]), run("A", [0.2], overrides=["rlhf.ppo.kl_coef=0.1"])]
+    assert [r["overrides"] for r in pool(records, versus="ppo")] == ["rlhf.ppo.kl_coef=0.1"]  # "ppo": its defaults
+    rows = pool(records, versus="ppo rlhf.ppo.kl_coef=0.1")
+    assert [(r["overrides"], r["gain"]) for r in rows] == [("(defaults)", pytest.approx(-0.1))]
+    rsf = [run("A", [0.1], overrides=[f"rlhf.rsf.n={n}"], method="rsf") for n in (4, 8)]
+    with pytest.raises(ValueError, match="want one of the settings"):
+        pool(records + rsf, versus="rsf")  # two rsf settings, neither its defaults: say which
+    with pytest.raises(ValueError, match="different eval prompts"):
+        pool(records + [run("B", [0.0]), run("B", [0.0], overrides=["rlhf.ppo.kl_coef=0.1"], sha="def")], versus="ppo rlhf.ppo.kl_coef=0.1")
