@@ -69,7 +69,7 @@ class PrintLogger:
     """Prints a few keys of every logged step, so a tuning run can be followed."""
 
     KEYS = ("reward", "score", "kl", "entropy", "clipfrac", "approx_kl", "value_loss", "response_length", "eos_fraction",
-            "best_reward", "sample_reward", "kept_length", "sft_loss", "rm_loss", "rm_accuracy", "rm_accuracy_after")
+            "best_reward", "sample_reward", "kept_length", "sft_loss", "ptx_loss", "rm_loss", "rm_accuracy", "rm_accuracy_after")
 
     def __init__(self):
         self.t0 = time.time()
