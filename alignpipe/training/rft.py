@@ -14,8 +14,8 @@ reference = the starting model) persists across rounds too.
 PPO settings: `PPOConfig()` defaults with rollouts = rft.ppo_rollouts and kl_coef = rft.kl_coef (the
 penalty is to the starting model); the policy's optimiser is cfg.optim (warm-up, clipping) at lr
 rft.policy_lr, its schedule spanning every PPO update of the run (optim.steps is plain SFT's and ignored
-here). No reward calibration (the RM is re-fitted every round anyway). rft.sft_weight > 0 adds that
-multiple of the demonstrations' token NLL to every PPO update (PPO-ptx on the demonstrations, as
+here). No reward calibration (the RM is re-fitted every round anyway). rft.sft_weight (default 1) adds
+that multiple of the demonstrations' token NLL to every PPO update (PPO-ptx on the demonstrations, as
 sft.irft.sft_weight does for IRFT; logged as ptx_loss); 0 is §1b's RFT exactly.
 Logged: rm_loss, rm_accuracy, rm_margin (means over the round's RM steps, measured before each
 update), rm_pairs at step = round; the PPO diagnostics (training/ppo.py) at step = rollout index.

@@ -35,7 +35,8 @@ def test_reward_model_step_separates_demonstrations_from_own_samples(tiny_dir):
 def test_rft_runs_end_to_end(tiny_dir, tmp_path):
     log = Recorder()
     cfg = SFTConfig(method="rft", optim=OptimConfig(lr=1e-3, batch_size=2, warmup_ratio=0.0),
-                    rft=RFTConfig(rounds=2, rm_steps=2, rm_lr=1e-3, ppo_rollouts=1, kl_coef=0.3, policy_lr=5e-4))
+                    rft=RFTConfig(rounds=2, rm_steps=2, rm_lr=1e-3, ppo_rollouts=1, kl_coef=0.3, policy_lr=5e-4,
+                                  sft_weight=0.0))
     result = rft.run(cfg, tiny_dir, ROWS, tmp_path, log, max_length=64, seed=0)
     rm_rows = [m for _, m in log.rows if "rm_loss" in m]
     ppo_rows = [m for _, m in log.rows if "clipfrac" in m]
@@ -51,7 +52,7 @@ def test_rft_runs_end_to_end(tiny_dir, tmp_path):
     trained, _ = load_policy(tmp_path / "model")
     start, _ = load_policy(tiny_dir)
     assert not torch.equal(trained.model.layers[0].mlp.up_proj.weight, start.model.layers[0].mlp.up_proj.weight)
-    assert not any("ptx_loss" in m for m in ppo_rows)  # sft_weight 0 (the default): §1b's RFT
+    assert not any("ptx_loss" in m for m in ppo_rows)  # sft_weight 0: §1b's RFT, no NLL term
 
 
 def test_rft_sft_weight_adds_the_demonstrations_nll_to_the_ppo_updates(tiny_dir, tmp_path):
