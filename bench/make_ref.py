@@ -62,6 +62,8 @@ def build(part: str, out: Path, body, keep: str = "") -> Path:
 
 
 def weights_digest(model_dir: Path) -> str:
+    """sha256 of the *.safetensors bytes only (alignpipe.store.directory_digest also hashes config and tokenizer
+    files, whose metadata may differ where the weights do not)."""
     h = hashlib.sha256()
     for f in sorted(model_dir.glob("*.safetensors")):
         h.update(f.read_bytes())

@@ -49,6 +49,11 @@ def setting_name(method: str, overrides) -> str:
     return " ".join([method, *overrides])
 
 
+def ref_means(by_ref: dict[str, list]) -> dict[str, np.ndarray]:
+    """ref -> per-prompt gold difference from SFT, averaged over that ref's runs (its training seeds)."""
+    return {ref: np.mean([r["gold_diffs"] for r in runs], axis=0) for ref, runs in by_ref.items()}
+
+
 def pool(records: list[dict], versus: str | None = None) -> list[dict]:
     """records: tune_rl training-run records with ref, prompts_sha and gold_diffs. -> one row per setting
     (method, overrides), in the order settings first appear. ValueError when runs to be paired were scored on
@@ -68,6 +73,7 @@ def pool(records: list[dict], versus: str | None = None) -> list[dict]:
             raise ValueError(f"--versus {versus!r}: want one of the settings {sorted(setting_name(*k) for k in groups)}")
         key, versus = matches[0], setting_name(*matches[0])
     base = groups.get(key, {})
+    base_means = ref_means(base)
     rows = []
     for (method, overrides), by_ref in groups.items():
         if (method, overrides) == key:
@@ -78,11 +84,10 @@ def pool(records: list[dict], versus: str | None = None) -> list[dict]:
         if len(set().union(*shas.values())) > 1:
             raise ValueError(f"{name}{' vs ' + versus if versus else ''}: runs scored on different eval prompts "
                              f"(prompts_sha per ref: {shas}); they cannot be paired prompt by prompt")
-        per_ref = {ref: np.mean([r["gold_diffs"] for r in by_ref[ref]], axis=0)
-                   - (np.mean([r["gold_diffs"] for r in base[ref]], axis=0) if versus else 0.0) for ref in paired}
+        per_ref = {ref: mean - base_means.get(ref, 0.0) for ref, mean in ref_means(by_ref).items() if ref in paired}
         row = {"method": method, "overrides": " ".join(overrides) or "(defaults)", "versus": versus or "sft",
                "refs": len(per_ref), "runs": sum(len(by_ref[ref]) for ref in paired),
-               "refs_left_out": len(by_ref) - len(paired) + (len(set(base) - set(by_ref)) if versus else 0)}
+               "refs_left_out": len(set(by_ref) ^ set(base)) if versus else 0}  # refs in only one of the two
         if not per_ref:
             rows.append(row | {"per_ref": {}})
             continue
