@@ -48,3 +48,25 @@ def test_check_says_whether_the_weights_are_bit_identical(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("check sft: bit-identical")
     assert out[1].startswith("check rm: DIFFERENT")
+
+
+def test_from_links_data_and_rm_and_refuses_overrides_that_would_change_them(tmp_path):
+    from bench.make_ref import link_parts
+
+    for part in ("data", "rm", "sft"):
+        (tmp_path / "src" / part).mkdir(parents=True)
+    with pytest.raises(SystemExit, match="reward_model.optim.steps=5"):
+        link_parts(tmp_path / "src", tmp_path / "out", ["sft.optim.steps=96", "reward_model.optim.steps=5"])
+    assert not (tmp_path / "out").exists()
+    link_parts(tmp_path / "src", tmp_path / "out", ["sft.optim.steps=96"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data", "rm"]  # the SFT is built, not linked
+    assert (tmp_path / "out" / "rm").resolve() == (tmp_path / "src" / "rm").resolve()
+    link_parts(tmp_path / "src", tmp_path / "out", [])  # again: the links are there, kept
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data").mkdir()
+    (tmp_path / "other" / "rm").mkdir()
+    with pytest.raises(SystemExit, match="not a link"):
+        link_parts(tmp_path / "other", tmp_path / "out", [])
+    with pytest.raises(SystemExit, match="no rm/"):
+        (tmp_path / "half" / "data").mkdir(parents=True)
+        link_parts(tmp_path / "half", tmp_path / "out2", [])
