@@ -17,6 +17,7 @@ carries what that needs: the ref, a hash of the eval prompts and the per-prompt 
     .venv/bin/python bench/tune_rl.py rft sft.rft.rounds=3
     .venv/bin/python bench/tune_rl.py irft sft.irft.stages=3
     .venv/bin/python bench/tune_rl.py sft                          # evaluate the starting checkpoint (also: dpo)
+    .venv/bin/python bench/tune_rl.py eval --model /tmp/refc96/sft --label sft96   # any policy vs --ref's SFT
     .venv/bin/python bench/tune_rl.py more_sft sft.optim.lr=1e-5 sft.optim.steps=35   # the control below
 
 Inputs under --ref (default /tmp/qs_ref): sft/ (SFT policy), rm/ (reward model; it scores the RM column and
@@ -147,7 +148,7 @@ def train(method: str, cfg, ref: Path, out: Path, seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("method", choices=["ppo", "rsf", "rft", "irft", "more_sft", "sft", "dpo"])
+    ap.add_argument("method", choices=["ppo", "rsf", "rft", "irft", "more_sft", "sft", "dpo", "eval"])
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. rlhf.ppo.kl_coef=0.1")
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "pipeline" / "quickstart.yaml",
                     help="the pipeline config the --ref artifacts came from (its rlhf / sft / evaluation settings apply)")
@@ -157,17 +158,34 @@ def main() -> None:
     ap.add_argument("--normalise", action="store_true",
                     help="time a reference 8×128 forward+backward before and after, and rescale train_s to 2.5 s per step")
     ap.add_argument("--keep", type=Path, default=None, help="write the trained models here (seed_<k>/) instead of temp dirs")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="with `eval`: the policy to score against --ref's SFT (e.g. another ref's sft/, a --keep model)")
+    ap.add_argument("--label", default=None, help="with `eval`: its setting's name for pool_tune_runs, as `eval:LABEL` "
+                    "(the same label on several refs pools them; default: the --model path)")
     args = ap.parse_args()
+    if (args.method == "eval") != (args.model is not None):
+        ap.error("--model goes with `eval`, and `eval` needs --model")
+    if args.model is not None and not (args.model / "config.json").is_file():
+        ap.error(f"--model {args.model}: no config.json there (not a saved policy)")
     if args.threads:
         torch.set_num_threads(args.threads)
     section = "rlhf" if args.method in ("ppo", "rsf") else "sft"
     method = {"more_sft": "sft"}.get(args.method, args.method)  # more_sft trains plain SFT
     cfg = load_config(args.config, [f"{section}.method={method}", *args.overrides]
-                      if args.method not in ("sft", "dpo") else args.overrides)
+                      if args.method not in ("sft", "dpo", "eval") else args.overrides)
     sft = evaluate(args.ref / "sft", args.ref, cfg)
-    if args.method in ("sft", "dpo"):
-        scores = sft if args.method == "sft" else evaluate(args.ref / "dpo", args.ref, cfg)
-        print(json.dumps({"method": args.method, **public(scores), **paired(scores, sft)}))
+    if args.method in ("sft", "dpo", "eval"):
+        model = {"sft": None, "dpo": args.ref / "dpo", "eval": args.model}[args.method]
+        if model is None:  # the SFT itself: not a setting to pool (no seed, no differences)
+            print(json.dumps({"method": "sft", "ref": str(args.ref.absolute()), "prompts_sha": sft["prompts_sha"],
+                              **public(sft)}))
+            return
+        scores = evaluate(model, args.ref, cfg)
+        name = f"eval:{args.label or model}" if args.method == "eval" else args.method  # no training seed: seed null
+        print(json.dumps({"method": name, "seed": None, "overrides": [], "model": str(model.absolute()),
+                          "ref": str(args.ref.absolute()), "prompts_sha": sft["prompts_sha"], **public(scores),
+                          **paired(scores, sft), "sft_gold": round(sft["gold"], 4),
+                          "gold_diffs": [round(float(x), 4) for x in scores["per_prompt"] - sft["per_prompt"]]}))
         return
     settings = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft, "irft": cfg.sft.irft, "more_sft": cfg.sft.optim}[args.method]
     print(settings.model_dump(), getattr(cfg, section).optim.model_dump(),

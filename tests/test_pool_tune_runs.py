@@ -75,3 +75,14 @@ def test_versus_names_one_setting():
         pool(records + rsf, versus="rsf")  # two rsf settings, neither its defaults: say which
     with pytest.raises(ValueError, match="different eval prompts"):
         pool(records + [run("B", [0.0]), run("B", [0.0], overrides=["rlhf.ppo.kl_coef=0.1"], sha="def")], versus="ppo rlhf.ppo.kl_coef=0.1")
+
+
+def test_eval_lines_of_one_label_pool_across_refs(tmp_path):
+    """tune_rl.py eval --label L prints one line per ref (no training seed): they pool as the setting eval:L."""
+    log = tmp_path / "eval.log"
+    lines = [run("A", [0.1, 0.3], method="eval:sft96") | {"seed": None}, run("B", [0.2, 0.2], method="eval:sft96") | {"seed": None},
+             {"method": "sft", "ref": "A", "prompts_sha": "abc", "gold": 0.6}]
+    log.write_text("\n".join(json.dumps(x) for x in lines))
+    rows = pool(read_records([log]))
+    assert [(r["method"], r["refs"], r["runs"]) for r in rows] == [("eval:sft96", 2, 2)]
+    assert rows[0]["gain"] == pytest.approx(0.2)
