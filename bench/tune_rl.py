@@ -1,4 +1,4 @@
-"""Tune PPO / RSF / RFT on the real model: train from a pipeline run's artifacts, one run per seed, then
+"""Tune PPO / RSF / DPO / RFT / IRFT / Linear Alignment on the real model: train from a ref's SFT, one run per seed, then
 print gold, RM score and response length on the held-out eval prompts (greedy, with the pipeline's
 evaluation settings, `evaluation.*`), the paired gold difference from the starting SFT policy on the same
 prompts (± its SE over prompts, and per family), and the training wall time. With several seeds, a last
@@ -16,15 +16,19 @@ carries what that needs: the ref, a hash of the eval prompts and the per-prompt 
     .venv/bin/python bench/tune_rl.py rsf --seed 0 1 2             # one training run per seed
     .venv/bin/python bench/tune_rl.py rft sft.rft.rounds=3
     .venv/bin/python bench/tune_rl.py irft sft.irft.stages=3
-    .venv/bin/python bench/tune_rl.py sft                          # evaluate the starting checkpoint (also: dpo)
+    .venv/bin/python bench/tune_rl.py dpo --seed 0 1               # DPO on pairs_train (rlhf.method=dpo)
+    .venv/bin/python bench/tune_rl.py la linear_alignment.step_size=1   # no training: the SFT decoded by LA (§5)
+    .venv/bin/python bench/tune_rl.py sft                          # evaluate the starting checkpoint
     .venv/bin/python bench/tune_rl.py eval --model /tmp/refc96/sft --label sft96   # any policy vs --ref's SFT
     .venv/bin/python bench/tune_rl.py more_sft sft.optim.lr=1e-5 sft.optim.steps=35   # the control below
 
 Inputs under --ref (default /tmp/qs_ref): sft/ (SFT policy), rm/ (reward model; it scores the RM column and
-is the one PPO and RSF climb), dpo/, data/ (eval_prompts, pairs_train and sft parquet snapshots): for
-example links to a compare_methods run's stages/sft/<fp>/model, stages/reward_model/<fp>/model and
-stages/data/<fp>. PPO and RSF start from sft/ and train on the distinct prompts of pairs_train (the RM's
-own training prompts, as the pipeline's rlhf stage would); RFT and IRFT start from sft/ too (continuing SFT
+is the one PPO and RSF climb), data/ (eval_prompts, pairs_train and sft parquet snapshots), as bench/make_ref.py
+builds them, or links to a compare_methods run's stages/sft/<fp>/model, stages/reward_model/<fp>/model and
+stages/data/<fp>. PPO, RSF and DPO start from sft/ and train as the pipeline's rlhf stage does (tasks.rlhf.train):
+PPO and RSF on the distinct prompts of pairs_train (the RM's own training prompts), DPO on the pairs themselves;
+`la` trains nothing and decodes sft/ with Linear Alignment under `linear_alignment.*` (seeded by --seed, as the
+pipeline's evaluate stage decodes its aligner row); RFT and IRFT start from sft/ too (continuing SFT
 with IRL on the same demonstrations, sft.parquet, as the pipeline's sft stage does with sft.irl_init=sft).
 The evaluation reproduces the pipeline's evaluate stage's responses exactly (same prompts, decoding, batches), so `sft` here gives the comparison table's SFT gold.
 
@@ -59,11 +63,13 @@ sys.path.insert(0, str(REPO))
 from alignpipe.config import load_config  # noqa: E402
 from alignpipe.data.snapshot import read_snapshot  # noqa: E402
 from alignpipe.eval.generation import generate_responses  # noqa: E402
+from alignpipe.eval.linear_alignment import linear_alignment_generator  # noqa: E402
 from alignpipe.eval.metrics import mean_and_stderr, replicated_paired_gain  # noqa: E402
 from alignpipe.eval.scoring import gold_scores, reward_scores  # noqa: E402
 from alignpipe.models import RewardModel, load_policy, load_tokenizer  # noqa: E402
-from alignpipe.training import irft, ppo, rft, rsf  # noqa: E402
+from alignpipe.training import irft, rft  # noqa: E402
 from alignpipe.training import sft as sft_loop  # noqa: E402
+from tasks.rlhf import train as train_rlhf  # noqa: E402
 
 
 class PrintLogger:
@@ -104,16 +110,17 @@ def judge(rm_dir: Path) -> tuple:
     return RewardModel.load(rm_dir), load_tokenizer(rm_dir)
 
 
-def evaluate(model_dir: Path, ref: Path, cfg) -> dict:
+def evaluate(model_dir: Path, ref: Path, cfg, generate=generate_responses, seed: int | None = None) -> dict:
     """Greedy responses to the eval prompts, decoded as the pipeline's evaluation does -> mean gold, mean raw RM
     score, mean length in characters, the per-prompt gold scores and families (for paired differences) and a
-    hash of the prompts (runs are pooled only over the same prompts)."""
+    hash of the prompts (runs are pooled only over the same prompts). `generate`: generate_responses, or a
+    linear_alignment_generator; seeded by `seed` (default cfg.seed)."""
     rows = read_snapshot(ref / "data" / "eval_prompts.parquet")
     prompts = [r["prompt"] for r in rows]
     model, tok = load_policy(model_dir)
     e = cfg.evaluation
-    responses = generate_responses(model, tok, prompts, max_new_tokens=e.max_new_tokens,
-                                   temperature=e.temperature, batch_size=e.batch_size, seed=cfg.seed)
+    responses = generate(model, tok, prompts, max_new_tokens=e.max_new_tokens, temperature=e.temperature,
+                         batch_size=e.batch_size, seed=cfg.seed if seed is None else seed)
     rm, rm_tok = judge(ref / "rm")
     rm_scores = reward_scores(rm, rm_tok, prompts, responses, max_length=cfg.model.max_length, batch_size=e.batch_size)
     gold = np.array(gold_scores(rows, responses))
@@ -141,14 +148,13 @@ def train(method: str, cfg, ref: Path, out: Path, seed: int):
         demos = read_snapshot(ref / "data" / "sft.parquet")
         loop = {"rft": rft, "irft": irft, "more_sft": sft_loop}[method]
         return loop.run(cfg.sft, ref / "sft", demos, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
-    prompts = list(dict.fromkeys(r["prompt"] for r in read_snapshot(ref / "data" / "pairs_train.parquet")))
-    loop = ppo if method == "ppo" else rsf
-    return loop.run(cfg.rlhf, ref / "sft", ref / "rm", prompts, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
+    return train_rlhf(cfg.rlhf, ref / "sft", ref / "rm", read_snapshot(ref / "data" / "pairs_train.parquet"), out,
+                      PrintLogger(), max_length=cfg.model.max_length, seed=seed)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("method", choices=["ppo", "rsf", "rft", "irft", "more_sft", "sft", "dpo", "eval"])
+    ap.add_argument("method", choices=["ppo", "rsf", "dpo", "rft", "irft", "more_sft", "la", "sft", "eval"])
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. rlhf.ppo.kl_coef=0.1")
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "pipeline" / "quickstart.yaml",
                     help="the pipeline config the --ref artifacts came from (its rlhf / sft / evaluation settings apply)")
@@ -169,26 +175,27 @@ def main() -> None:
         ap.error(f"--model {args.model}: no config.json there (not a saved policy)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    section = "rlhf" if args.method in ("ppo", "rsf") else "sft"
+    section = "rlhf" if args.method in ("ppo", "rsf", "dpo") else "sft"
     method = {"more_sft": "sft"}.get(args.method, args.method)  # more_sft trains plain SFT
     cfg = load_config(args.config, [f"{section}.method={method}", *args.overrides]
-                      if args.method not in ("sft", "dpo", "eval") else args.overrides)
+                      if args.method not in ("la", "sft", "eval") else args.overrides)
     sft = evaluate(args.ref / "sft", args.ref, cfg)
-    if args.method in ("sft", "dpo", "eval"):
-        model = {"sft": None, "dpo": args.ref / "dpo", "eval": args.model}[args.method]
+    if args.method in ("sft", "eval"):
+        model = args.model
         if model is None:  # the SFT itself: not a setting to pool (no seed, no differences)
             print(json.dumps({"method": "sft", "ref": str(args.ref.absolute()), "prompts_sha": sft["prompts_sha"],
                               **public(sft)}))
             return
         scores = evaluate(model, args.ref, cfg)
-        name = f"eval:{args.label or model}" if args.method == "eval" else args.method  # no training seed: seed null
-        print(json.dumps({"method": name, "seed": None, "overrides": [], "model": str(model.absolute()),
+        print(json.dumps({"method": f"eval:{args.label or model}", "seed": None, "overrides": [],  # no training seed
+                          "model": str(model.absolute()),
                           "ref": str(args.ref.absolute()), "prompts_sha": sft["prompts_sha"], **public(scores),
                           **paired(scores, sft), "sft_gold": round(sft["gold"], 4),
                           "gold_diffs": [round(float(x), 4) for x in scores["per_prompt"] - sft["per_prompt"]]}))
         return
-    settings = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "rft": cfg.sft.rft, "irft": cfg.sft.irft, "more_sft": cfg.sft.optim}[args.method]
-    print(settings.model_dump(), getattr(cfg, section).optim.model_dump(),
+    settings = {"ppo": cfg.rlhf.ppo, "rsf": cfg.rlhf.rsf, "dpo": cfg.rlhf, "rft": cfg.sft.rft, "irft": cfg.sft.irft,
+                "more_sft": cfg.sft.optim, "la": cfg.linear_alignment}[args.method]
+    print(settings.model_dump(), *([] if args.method == "la" else [getattr(cfg, section).optim.model_dump()]),
           f"calibration={cfg.rlhf.reward_calibration}", flush=True)
     gains, diffs = [], []
     for seed in args.seed:
@@ -196,20 +203,23 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         step_before = reference_step_s(args.ref / "sft") if args.normalise else None
         t0 = time.time()
-        result = train(args.method, cfg, args.ref, out, seed)
+        metrics = {} if args.method == "la" else train(args.method, cfg, args.ref, out, seed).metrics
         train_s = time.time() - t0
         timing = {"train_s": round(train_s, 1)}
         if args.normalise:
             step_s = (step_before + reference_step_s(args.ref / "sft")) / 2
             timing |= {"ref_step_s": round(step_s, 2), "train_s_normalised": round(train_s * 2.5 / step_s, 1)}
-        scores = evaluate(out / "model", args.ref, cfg)
+        if args.method == "la":  # the SFT policy itself, decoded by Linear Alignment with this seed
+            scores = evaluate(args.ref / "sft", args.ref, cfg, linear_alignment_generator(cfg.linear_alignment), seed)
+        else:
+            scores = evaluate(out / "model", args.ref, cfg)
         vs = paired(scores, sft)
         gains.append(vs["gold_vs_sft"])
         diffs.append(scores["per_prompt"] - sft["per_prompt"])
         print(json.dumps({"method": args.method, "seed": seed, "overrides": args.overrides, "ref": str(args.ref.absolute()),
                           "prompts_sha": sft["prompts_sha"],
                           **public(scores), **vs, "sft_gold": round(sft["gold"], 4), **timing,
-                          "threads": torch.get_num_threads(), **{k: round(v, 4) for k, v in result.metrics.items()},
+                          "threads": torch.get_num_threads(), **{k: round(v, 4) for k, v in metrics.items()},
                           "gold_diffs": [round(float(x), 4) for x in diffs[-1]]}), flush=True)
     if len(gains) > 1:
         r = replicated_paired_gain(np.stack(diffs, axis=1))

@@ -8,9 +8,10 @@ from prefect.cache_policies import NONE
 
 from alignpipe.config import RLHFConfig
 from alignpipe.data.snapshot import read_snapshot
-from alignpipe.store import ArtifactRef
+from alignpipe.store import ArtifactRef, StageResult
 from alignpipe.tracking import RunContext, run_stage
 from alignpipe.training import dpo, generated_pairs, ppo, rsf
+from alignpipe.training.checkpoint import NO_CHECKPOINTS, Checkpoints
 from alignpipe.training.optim import set_threads
 
 # methods that sample the policy and score it with the reward model (the others learn from pairs)
@@ -27,28 +28,40 @@ def needs_reward_model(cfg: RLHFConfig) -> bool:
     return cfg.method in ONLINE or generates_pairs(cfg)
 
 
-@task(name="rlhf", cache_policy=NONE)
-def rlhf_task(ctx: RunContext, cfg: RLHFConfig, max_length: int, sft: ArtifactRef, data: ArtifactRef,
-              reward_model: ArtifactRef | None = None) -> ArtifactRef:
-    set_threads(cfg.resources.num_cpus)
+def require_reward_model(cfg: RLHFConfig, reward_model) -> None:
     if needs_reward_model(cfg) and reward_model is None:
         what = "rlhf.dpo_pairs 'generated'" if generates_pairs(cfg) else f"rlhf.method '{cfg.method}'"
         raise ValueError(f"{what} needs the reward model")
 
+
+@task(name="rlhf", cache_policy=NONE)
+def rlhf_task(ctx: RunContext, cfg: RLHFConfig, max_length: int, sft: ArtifactRef, data: ArtifactRef,
+              reward_model: ArtifactRef | None = None) -> ArtifactRef:
+    set_threads(cfg.resources.num_cpus)
+    require_reward_model(cfg, reward_model)
+
     def body(out: Path, log, checkpoints):
-        pairs = read_snapshot(data.file("pairs_train.parquet"))
-        if not needs_reward_model(cfg):
-            return dpo.run(cfg, sft.file("model"), pairs, out, log, max_length=max_length, seed=ctx.seed,
-                           checkpoints=checkpoints)
-        prompts = list(dict.fromkeys(r["prompt"] for r in pairs))  # the pairs' prompts, without their responses
-        if generates_pairs(cfg):  # sampling + labelling are recomputed on resume; not checkpointed
-            return generated_pairs.run(cfg, sft.file("model"), reward_model.file("model"), prompts, out, log,
-                                       max_length=max_length, seed=ctx.seed)
-        return ONLINE[cfg.method](cfg, sft.file("model"), reward_model.file("model"), prompts, out, log,
-                                  max_length=max_length, seed=ctx.seed, checkpoints=checkpoints)
+        return train(cfg, sft.file("model"), reward_model.file("model") if reward_model else None,
+                     read_snapshot(data.file("pairs_train.parquet")), out, log, max_length=max_length, seed=ctx.seed,
+                     checkpoints=checkpoints)
 
     inputs = {"sft": sft, "data": data} | ({"reward_model": reward_model} if needs_reward_model(cfg) else {})
     return run_stage(ctx, f"rlhf_{cfg.method}", stage_config(cfg, max_length), inputs, body, resumable=True)
+
+
+def train(cfg: RLHFConfig, sft_dir: Path, rm_dir: Path | None, pairs: list[dict], out: Path, log, *, max_length: int,
+          seed: int, checkpoints: Checkpoints = NO_CHECKPOINTS) -> StageResult:
+    """The method of cfg from the SFT policy at sft_dir: DPO on `pairs` (the data stage's pairs_train), or on pairs
+    of its own samples labelled by the RM at rm_dir, or PPO / RSF against that RM on the pairs' prompts. The stage's
+    body, and bench/tune_rl.py's, so both train alike."""
+    require_reward_model(cfg, rm_dir)
+    if not needs_reward_model(cfg):
+        return dpo.run(cfg, sft_dir, pairs, out, log, max_length=max_length, seed=seed, checkpoints=checkpoints)
+    prompts = list(dict.fromkeys(r["prompt"] for r in pairs))  # the pairs' prompts, without their responses
+    if generates_pairs(cfg):  # sampling + labelling are recomputed on resume; not checkpointed
+        return generated_pairs.run(cfg, sft_dir, rm_dir, prompts, out, log, max_length=max_length, seed=seed)
+    return ONLINE[cfg.method](cfg, sft_dir, rm_dir, prompts, out, log, max_length=max_length, seed=seed,
+                              checkpoints=checkpoints)
 
 
 def stage_config(cfg: RLHFConfig, max_length: int) -> dict:
