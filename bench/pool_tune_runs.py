@@ -121,8 +121,9 @@ def main() -> None:
             print(f"{head}  no ref in common")
             continue
         per_ref = " ".join(f"{Path(ref).name} {g:+.4f}" for ref, g in row["per_ref"].items())
+        refs = f"± {row['se_seed']:.4f} refs" if row["refs"] > 1 else "one ref: SFT-seed noise not counted"
         print(f"{head}  [{per_ref}]  gain {row['gain']:+.4f} ± {row['se']:.4f} (± {row['se_prompts']:.4f} prompts, "
-              f"± {row['se_seed']:.4f} refs)  z {row['z']:.2f}")
+              f"{refs})  z {row['z']:.2f}")
 
 
 if __name__ == "__main__":
