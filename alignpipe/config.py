@@ -251,6 +251,8 @@ class RLHFConfig(Frozen):
 
     method: Literal["dpo", "ppo", "rsf"] = "dpo"
     beta: float = Field(0.1, gt=0, description="DPO β")
+    dpo_nll_weight: float = Field(0.0, ge=0, description="α: DPO's loss + α × the chosen responses' per-token NLL "
+                                  "(RPO, Pang et al. 2024); 0 = §3's DPO")
     optim: OptimConfig = OptimConfig(lr=5e-6)
     ppo: PPOConfig = PPOConfig()
     rsf: RSFConfig = RSFConfig()

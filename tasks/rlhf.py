@@ -67,6 +67,8 @@ def train(cfg: RLHFConfig, sft_dir: Path, rm_dir: Path | None, pairs: list[dict]
 def stage_config(cfg: RLHFConfig, max_length: int) -> dict:
     """The settings that steer this method, for the fingerprint: other methods' sections are left out."""
     unused = {m for m in ("ppo", "rsf") if m != cfg.method}
+    if cfg.method != "dpo" or cfg.dpo_nll_weight == 0:  # at 0 DPO is what it was: its stages keep their fingerprints
+        unused.add("dpo_nll_weight")
     if not generates_pairs(cfg):
         unused |= {"dpo_pairs", "generated_pairs"}
     if not needs_reward_model(cfg):  # calibration settings only steer what scores with the RM

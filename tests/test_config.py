@@ -62,6 +62,7 @@ def test_unknown_override_key_is_named():
     ("sft.rft.kl_coef=-0.1", "sft.rft.kl_coef"),
     ("sft.rft.policy_lr=0", "sft.rft.policy_lr"),
     ("sft.rft.sft_weight=-1", "sft.rft.sft_weight"),
+    ("rlhf.dpo_nll_weight=-0.5", "rlhf.dpo_nll_weight"),
     ("data.world.families=[haiku]", "data.world.families"),
 ])
 def test_bad_values_name_the_key(override, key):

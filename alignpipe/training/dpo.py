@@ -7,6 +7,8 @@ rejected go through the policy in one forward pass that computes each pair's pro
 a third fewer positions than padding 2b separate sequences, with the same log-probs (checked against
 TRL's DPOTrainer in tests/training/test_trl_crosscheck.py). Resumable from mid-training checkpoints
 (training/checkpoint.py): the reference log-probs are recomputed from `policy_dir` on resume.
+`rlhf.dpo_nll_weight` α > 0 adds α × the chosen responses' mean per-token NLL (RPO), logged as chosen_nll
+beside dpo_loss.
 """
 
 from __future__ import annotations
@@ -102,10 +104,16 @@ def run(cfg: RLHFConfig, policy_dir: Path, rows: list[dict], out_dir: Path, log:
     state, steps = {"model": model, "optimizer": opt, "scheduler": sched}, cfg.optim.steps
     start, _, log = checkpoints.resume("dpo", state, log)
     progress = Progress("dpo", steps, start)
+    chosen_tokens = torch.tensor([sum(label != IGNORE for label in c.labels) for c, _ in pairs], dtype=ref.dtype)
     t0, tokens = time.time(), 0
     for step, idx in islice(enumerate(batch_indices(len(pairs), cfg.optim.batch_size, steps, seed)), start, None):
         chosen, rejected = pair_logps(model, [pairs[i] for i in idx], tok.pad_token_id)
         loss, r_c, r_r = dpo_loss(chosen, rejected, ref[idx, 0], ref[idx, 1], cfg.beta)
+        extra = {}
+        if cfg.dpo_nll_weight > 0:  # RPO: keep the chosen responses likely while separating the pairs
+            nll = -(chosen / chosen_tokens[idx]).mean()
+            extra = {"dpo_loss": loss.item(), "chosen_nll": nll.item()}
+            loss = loss + cfg.dpo_nll_weight * nll
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
         opt.step()
@@ -114,7 +122,7 @@ def run(cfg: RLHFConfig, policy_dir: Path, rows: list[dict], out_dir: Path, log:
         n_tokens = sum(len(pairs[i][0].input_ids) + len(pairs[i][1].input_ids) for i in idx)
         tokens += n_tokens
         log.log({"loss": loss.item(), "reward_margin": (r_c - r_r).mean().item(), "reward_accuracy": (r_c > r_r).float().mean().item(),
-                 "chosen_reward": r_c.mean().item(), "rejected_reward": r_r.mean().item()}, step)
+                 "chosen_reward": r_c.mean().item(), "rejected_reward": r_r.mean().item(), **extra}, step)
         progress.update(step + 1, n_tokens)
         checkpoints.step_done(step + 1, steps, state)
     model.save_pretrained(out_dir / "model", safe_serialization=True)

@@ -1,6 +1,7 @@
 """Each training loop on the real tiny Llama: it learns what it is given, saves a loadable model,
 and reports its metrics. Separable toy data keeps the steps few (seconds on CPU)."""
 
+import pytest
 import torch
 
 from alignpipe.config import OptimConfig, RewardModelConfig, RLHFConfig, SFTConfig
@@ -56,6 +57,37 @@ def test_dpo_moves_probability_towards_chosen(tiny_dir, tmp_path):
         pc, pr = dpo.pair_logps(policy, pairs, tok.pad_token_id)
         rc, rr = dpo.pair_logps(ref, pairs, tok.pad_token_id)
     assert ((pc - pr) > (rc - rr)).all()
+
+
+def test_dpo_nll_weight_adds_the_chosen_per_token_nll(tiny_dir, tmp_path):
+    """RPO: loss = DPO + α × mean over the batch of −log π(chosen) / its response tokens, by hand at step 0."""
+    one = PAIRS[:1]
+    log = Recorder()
+    cfg = RLHFConfig(beta=0.1, dpo_nll_weight=2.0, optim=OptimConfig(lr=1e-3, steps=6, batch_size=1, warmup_ratio=0.0))
+    dpo.run(cfg, tiny_dir, one, tmp_path, log, max_length=64, seed=0)
+    model, tok = load_policy(tiny_dir)
+    c = encode_pairs(tok, one, 64)[0][0]
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([c.input_ids])).logits[0].float(), -1)
+    response = [i for i in range(len(c.labels)) if c.labels[i] != -100]
+    manual = -sum(logp[i - 1, c.input_ids[i]].item() for i in response) / len(response)
+    first = log.rows[0][1]
+    assert first["chosen_nll"] == pytest.approx(manual, abs=1e-3)
+    assert first["dpo_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
+    assert first["loss"] == pytest.approx(first["dpo_loss"] + 2.0 * first["chosen_nll"], abs=1e-5)
+    assert log.rows[-1][1]["chosen_nll"] < first["chosen_nll"] - 0.5  # 10.6 -> 9.7 here
+
+
+def test_dpo_nll_weight_zero_is_dpo_and_keeps_the_stage_fingerprint(tiny_dir, tmp_path):
+    from tasks.rlhf import stage_config
+
+    log = Recorder()
+    cfg = RLHFConfig(beta=0.1, optim=OptimConfig(lr=1e-3, steps=2, batch_size=2, warmup_ratio=0.0))
+    dpo.run(cfg, tiny_dir, PAIRS[:4], tmp_path, log, max_length=64, seed=0)
+    assert "chosen_nll" not in log.rows[0][1]
+    assert "dpo_nll_weight" not in stage_config(cfg, 64)  # old DPO stages stay cached
+    assert stage_config(cfg.model_copy(update={"dpo_nll_weight": 1.0}), 64)["dpo_nll_weight"] == 1.0
+    assert "dpo_nll_weight" not in stage_config(RLHFConfig(method="ppo", dpo_nll_weight=1.0), 64)
 
 
 def test_reference_logps_match_a_manual_computation(tiny_dir):
