@@ -15,8 +15,8 @@ at seeds 0-3 tune_rl's `sft` gold equals the old tables' SFT row: 0.604, 0.592, 
     .venv/bin/python bench/make_ref.py --seed 0 --out /tmp/ref400c sft.optim.steps=96 --from /tmp/ref400
 
 `key=value` overrides change the settings (the CLI's grammar). With overrides of sft.* only, `--from REF` links
-REF's data/ and rm/ (REF must be a ref of the same seed, eval prompts and config) and builds only the SFT: an SFT
-baseline trained longer, say, for about 80 s per 30 steps instead of 6.5 min.
+REF's data/ and rm/ (REF must be a ref of the same seed, eval prompts and config; not checked) and builds only
+the SFT, about 80 s per 30 steps here (256 steps: 10.5 min), instead of retraining the 5-min judge RM as well.
 
 A finished part (its directory present) is not rebuilt, so an interrupted build resumes where it stopped.
 """
