@@ -53,6 +53,11 @@ class Encoded:
     labels: list[int]
     truncated: bool
 
+    @property
+    def response_tokens(self) -> int:
+        """The tokens the loss is taken on (labels not masked): the response and its EOS."""
+        return sum(x != IGNORE for x in self.labels)
+
 
 def encode(tokenizer, prompt: str, response: str, max_length: int) -> Encoded:
     """Tokenise prompt (template) + response + EOS; labels mask the prompt.

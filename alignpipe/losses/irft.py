@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from alignpipe.losses.preference import dpo_loss
+from alignpipe.losses.preference import dpo_loss, per_token_nll
 
 
 def irft_loss(
@@ -30,5 +30,5 @@ def irft_loss(
     if sft_weight:
         if demo_tokens is None:
             raise ValueError("sft_weight > 0 needs demo_tokens (the demonstrations' response lengths in tokens)")
-        loss = loss + sft_weight * (-policy_demo / demo_tokens).mean()
+        loss = loss + sft_weight * per_token_nll(policy_demo, demo_tokens)
     return loss, demo_r, gen_r

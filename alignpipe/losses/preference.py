@@ -1,4 +1,4 @@
-"""Pairwise preference losses: Bradley–Terry for reward models, DPO for policies."""
+"""Pairwise preference losses: Bradley–Terry for reward models, DPO for policies (and its per-token NLL term)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,10 @@ def dpo_loss(
     rejected_logratio = policy_rejected - ref_rejected
     loss = -F.logsigmoid(beta * (chosen_logratio - rejected_logratio)).mean()
     return loss, (beta * chosen_logratio).detach(), (beta * rejected_logratio).detach()
+
+
+def per_token_nll(policy_logps: Tensor, tokens: Tensor) -> Tensor:
+    """Mean over the batch of −log π(y|x) / |y|. policy_logps (b,) summed response log-probs, tokens (b,) the
+    responses' lengths in tokens -> scalar. The likelihood term that IRFT (λ) and RPO (rlhf.dpo_nll_weight)
+    add to a DPO-type loss, which alone can lower the preferred response's likelihood too."""
+    return (-policy_logps / tokens).mean()

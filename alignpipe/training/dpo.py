@@ -21,7 +21,7 @@ import torch
 
 from alignpipe.config import RLHFConfig
 from alignpipe.data.chat import IGNORE, Encoded, collate
-from alignpipe.losses.preference import dpo_loss
+from alignpipe.losses.preference import dpo_loss, per_token_nll
 from alignpipe.models import load_policy
 from alignpipe.store import StageResult
 from alignpipe.tracking import MetricLogger
@@ -104,14 +104,14 @@ def run(cfg: RLHFConfig, policy_dir: Path, rows: list[dict], out_dir: Path, log:
     state, steps = {"model": model, "optimizer": opt, "scheduler": sched}, cfg.optim.steps
     start, _, log = checkpoints.resume("dpo", state, log)
     progress = Progress("dpo", steps, start)
-    chosen_tokens = torch.tensor([sum(label != IGNORE for label in c.labels) for c, _ in pairs], dtype=ref.dtype)
+    chosen_tokens = torch.tensor([c.response_tokens for c, _ in pairs], dtype=ref.dtype)
     t0, tokens = time.time(), 0
     for step, idx in islice(enumerate(batch_indices(len(pairs), cfg.optim.batch_size, steps, seed)), start, None):
         chosen, rejected = pair_logps(model, [pairs[i] for i in idx], tok.pad_token_id)
         loss, r_c, r_r = dpo_loss(chosen, rejected, ref[idx, 0], ref[idx, 1], cfg.beta)
         extra = {}
         if cfg.dpo_nll_weight > 0:  # RPO: keep the chosen responses likely while separating the pairs
-            nll = -(chosen / chosen_tokens[idx]).mean()
+            nll = per_token_nll(chosen, chosen_tokens[idx])
             extra = {"dpo_loss": loss.item(), "chosen_nll": nll.item()}
             loss = loss + cfg.dpo_nll_weight * nll
         loss.backward()

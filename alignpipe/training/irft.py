@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from alignpipe.config import SFTConfig
-from alignpipe.data.chat import IGNORE, Encoded, encode
+from alignpipe.data.chat import Encoded, encode
 from alignpipe.data.snapshot import write_snapshot
 from alignpipe.eval.generation import generate_responses
 from alignpipe.losses.irft import irft_loss
@@ -106,7 +106,7 @@ def run(cfg: SFTConfig, model_dir: Path, rows: list[dict], out_dir: Path, log: M
         opt, sched = make_optimizer(model.parameters(), cfg.optim.model_copy(update={"steps": max(1, steps), "lr": cfg.irft.lr}))
         for b in batch_indices(len(pairs), bs, steps, seed + t):
             demo, gen = pair_logps(model, [pairs[i] for i in b], pad)
-            demo_tokens = torch.tensor([float(sum(x != IGNORE for x in pairs[i][0].labels)) for i in b], device=demo.device)
+            demo_tokens = torch.tensor([float(pairs[i][0].response_tokens) for i in b], device=demo.device)
             loss, r_d, r_g = irft_loss(demo, ref[b, 0], gen, ref[b, 1], cfg.irft.beta,
                                        demo_tokens=demo_tokens, sft_weight=cfg.irft.sft_weight)
             loss.backward()

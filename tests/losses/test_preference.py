@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from alignpipe.losses.preference import bradley_terry_loss, dpo_loss
+from alignpipe.losses.preference import bradley_terry_loss, dpo_loss, per_token_nll
 
 
 def test_bradley_terry_by_hand():
@@ -35,3 +35,8 @@ def test_dpo_at_reference_is_log2_and_gradient_favours_chosen():
     # d/d pc of −log σ(β(Δ)) at Δ = 0 is −β·σ(0)/n = −0.5·0.5/2
     assert torch.allclose(pc.grad, torch.tensor([-0.125, -0.125]))
     assert torch.allclose(pr.grad, torch.tensor([0.125, 0.125]))
+
+
+def test_per_token_nll_by_hand():
+    # −(−6)/3 = 2 and −(−2)/4 = 0.5 -> mean 1.25
+    assert math.isclose(per_token_nll(torch.tensor([-6.0, -2.0]), torch.tensor([3.0, 4.0])).item(), 1.25)
