@@ -37,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alignpipe.config import load_config  # noqa: E402
+from alignpipe.config import ConfigError, load_config  # noqa: E402
 from alignpipe.data import prepare  # noqa: E402
 from alignpipe.data.snapshot import read_snapshot  # noqa: E402
 from alignpipe.models import resolve_model  # noqa: E402
@@ -118,8 +118,11 @@ def main() -> None:
                     help="link data/ and rm/ from this ref (same seed and config; overrides of sft.* only)")
     ap.add_argument("overrides", nargs="*", help="key=value settings, e.g. sft.optim.steps=96")
     args = ap.parse_args()
-    cfg = load_config(args.config, [*NO_SEARCH, f"data.world.n_eval_prompts={args.eval_prompts}", f"seed={args.seed}",
-                                    *args.overrides])
+    try:
+        cfg = load_config(args.config, [*NO_SEARCH, f"data.world.n_eval_prompts={args.eval_prompts}",
+                                        f"seed={args.seed}", *args.overrides])
+    except ConfigError as e:
+        ap.error(str(e))
     if args.from_ref is not None:
         link_parts(args.from_ref, args.out, args.overrides)
     if cfg.data.world is None:

@@ -60,7 +60,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alignpipe.config import load_config  # noqa: E402
+from alignpipe.config import ConfigError, load_config  # noqa: E402
 from alignpipe.data.snapshot import read_snapshot  # noqa: E402
 from alignpipe.eval.generation import generate_responses  # noqa: E402
 from alignpipe.eval.linear_alignment import linear_alignment_generator  # noqa: E402
@@ -199,8 +199,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     section = "rlhf" if args.method in ("ppo", "rsf", "dpo") else "sft"
     method = {"more_sft": "sft"}.get(args.method, args.method)  # more_sft trains plain SFT
-    cfg = load_config(args.config, [f"{section}.method={method}", *args.overrides]
-                      if args.method not in ("la", "sft", "eval") else args.overrides)
+    try:
+        cfg = load_config(args.config, [f"{section}.method={method}", *args.overrides]
+                          if args.method not in ("la", "sft", "eval") else args.overrides)
+    except ConfigError as e:
+        ap.error(str(e))
     sft = evaluate_sft(args.ref, cfg)
     if args.method in ("sft", "eval"):
         model = args.model
