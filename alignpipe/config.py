@@ -235,12 +235,17 @@ class RSFConfig(Frozen):
 
 class GeneratedPairsConfig(Frozen):
     """DPO pairs built from the SFT policy's own samples (issue #4): n samples on each of `prompts`
-    prompts, scored by the RM (calibrated per `rlhf.reward_calibration`), best vs worst per prompt."""
+    prompts, labelled best vs worst per prompt by the RM's score (calibrated per `rlhf.reward_calibration`)
+    or by the built-in world's annotator (`labeller`)."""
 
     n: int = Field(4, ge=2, description="samples per prompt (a pair needs at least 2)")
     prompts: int = Field(64, ge=1, description="prompts sampled from the data stage's pair prompts")
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(48, ge=1)
+    labeller: Literal["reward_model", "annotator"] = Field(
+        "reward_model", description="who picks chosen vs rejected among a prompt's samples: the RM (best vs worst "
+        "score), or the built-in world's annotator (highest- vs lowest-gold sample, length-biased as data.world.length_bias): "
+        "on-policy preference labels as human labellers give them; needs the world's pairs")
 
 
 class RLHFConfig(Frozen):
@@ -581,6 +586,14 @@ class PipelineConfig(Frozen):
     resume: ResumeConfig = ResumeConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="after")
+    def _annotator_needs_the_world(self) -> PipelineConfig:
+        gp = self.rlhf.generated_pairs
+        if gp.labeller == "annotator" and self.data.preferences is not None:
+            raise ValueError("rlhf.generated_pairs.labeller 'annotator' is the built-in world's annotator (gold score): "
+                             "it cannot label samples for external data.preferences; use labeller 'reward_model'")
+        return self
+
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
     """Read a YAML config (or the defaults), apply `a.b=value` overrides, validate.
@@ -637,6 +650,8 @@ def _describe(err: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown config key '{key}'")
+        elif not key:  # a check across sections (PipelineConfig's validators): its message names the keys
+            lines.append(str(e["msg"]).removeprefix("Value error, "))
         else:
             got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"  # a section: the message names the key
             lines.append(f"bad value for config key '{key}': {e['msg']}{got}")

@@ -171,7 +171,7 @@ def train(method: str, cfg, ref: Path, out: Path, seed: int):
         loop = {"rft": rft, "irft": irft, "more_sft": sft_loop}[method]
         return loop.run(cfg.sft, ref / "sft", demos, out, PrintLogger(), max_length=cfg.model.max_length, seed=seed)
     return train_rlhf(cfg.rlhf, ref / "sft", ref / "rm", read_snapshot(ref / "data" / "pairs_train.parquet"), out,
-                      PrintLogger(), max_length=cfg.model.max_length, seed=seed)
+                      PrintLogger(), max_length=cfg.model.max_length, seed=seed, length_bias=cfg.data.world.length_bias)
 
 
 def main() -> None:

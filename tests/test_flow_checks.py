@@ -18,13 +18,15 @@ def test_a_block_count_the_model_cannot_be_split_into_is_refused_by_key(tmp_path
 
 
 def test_dpo_on_generated_pairs_waits_for_the_reward_model_like_the_online_methods():
-    from alignpipe.config import RLHFConfig
+    from alignpipe.config import GeneratedPairsConfig, RLHFConfig
     from tasks.rlhf import needs_reward_model
 
     assert not needs_reward_model(RLHFConfig())  # DPO on the data stage's pairs trains beside the RM
     assert needs_reward_model(RLHFConfig(dpo_pairs="generated"))
     assert needs_reward_model(RLHFConfig(method="ppo")) and needs_reward_model(RLHFConfig(method="rsf"))
     assert needs_reward_model(RLHFConfig(method="ppo", dpo_pairs="generated"))
+    annotated = RLHFConfig(dpo_pairs="generated", generated_pairs=GeneratedPairsConfig(labeller="annotator"))
+    assert not needs_reward_model(annotated)  # the world's annotator labels: DPO trains beside the RM
 
 
 def test_the_rlhf_fingerprint_holds_the_generated_pair_keys_only_where_they_are_used():
@@ -41,6 +43,11 @@ def test_the_rlhf_fingerprint_holds_the_generated_pair_keys_only_where_they_are_
     assert generated != stage_config(RLHFConfig(dpo_pairs="generated", generated_pairs=GeneratedPairsConfig(n=8),
                                                 reward_calibration="lwr"), 96)
     assert generated != stage_config(RLHFConfig(dpo_pairs="generated", reward_calibration="mean"), 96)
+    annotated = RLHFConfig(dpo_pairs="generated", generated_pairs=GeneratedPairsConfig(labeller="annotator"))
+    by_world = stage_config(annotated, 96, length_bias=0.3)
+    assert set(by_world) - set(dataset) == {"dpo_pairs", "generated_pairs", "annotator_length_bias"}  # no RM settings
+    assert by_world["annotator_length_bias"] == 0.3 and by_world != stage_config(annotated, 96, length_bias=0.0)
+    assert stage_config(RLHFConfig(), 96, length_bias=0.3) == dataset  # the bias steers only the annotator's labels
     ppo = stage_config(RLHFConfig(method="ppo", dpo_pairs="generated"), 96)
     assert set(ppo) == {"method", "beta", "optim", "resources", "max_length", "ppo"} | calibration
 

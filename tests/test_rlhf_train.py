@@ -42,7 +42,7 @@ def test_rsf_gets_the_distinct_prompts_and_the_rm(tiny_dir, tiny_rm_dir, tmp_pat
 def test_a_method_that_scores_with_the_rm_needs_one(tiny_dir, tmp_path):
     with pytest.raises(ValueError, match="rlhf.method 'ppo' needs the reward model"):
         train(RLHFConfig(method="ppo"), tiny_dir, None, PAIRS, tmp_path, NullLogger(), max_length=64, seed=0)
-    with pytest.raises(ValueError, match="rlhf.dpo_pairs 'generated' needs the reward model"):
+    with pytest.raises(ValueError, match=r"rlhf.dpo_pairs 'generated' \(labeller 'reward_model'\) needs the reward model"):
         train(RLHFConfig(method="dpo", dpo_pairs="generated"), tiny_dir, None, PAIRS, tmp_path, NullLogger(),
               max_length=64, seed=0)
     assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -1,7 +1,7 @@
 """The data stage: every dataset a pipeline run needs, snapshotted to Parquet with content hashes.
 
 Files written (each hashed and recorded): sft.parquet {prompt, response}; pairs_train.parquet and
-pairs_heldout.parquet {prompt, chosen, rejected[, chosen_gold, rejected_gold, family]};
+pairs_heldout.parquet {prompt, chosen, rejected[, family, spec, chosen_gold, rejected_gold, length_biased]};
 eval_prompts.parquet {id, family, prompt, spec, seen_in_training}; probes.parquet {id, family, question, options, answer}.
 The built-in world draws SFT, pair and evaluation prompts from different seeds and prefers
 evaluation prompts whose text does not appear in training, so gold scores measure generalisation.
@@ -32,7 +32,7 @@ def build_datasets(cfg: DataConfig, seed: int) -> dict[str, list[dict]]:
     ]
     pairs = _external(cfg.preferences, PAIR_FIELDS) or [
         {"prompt": r["instruction"], "chosen": r["chosen"], "rejected": r["rejected"], "family": r["family"],
-         "chosen_gold": r["chosen_gold"], "rejected_gold": r["rejected_gold"], "length_biased": r["length_biased"]}
+         "spec": r["spec"], "chosen_gold": r["chosen_gold"], "rejected_gold": r["rejected_gold"], "length_biased": r["length_biased"]}
         for r in world.make_preference_pairs(pair_prompts, w.seed + 1, w.length_bias)
     ]
     train, heldout = split_pairs(pairs, cfg.heldout_fraction, seed)

@@ -35,6 +35,7 @@ import torch
 from alignpipe.calibration.length import BiasCurve, spearman
 from alignpipe.calibration.rolling import Method, RollingCalibrator
 from alignpipe.config import GeneratedPairsConfig, RLHFConfig
+from alignpipe.data import world
 from alignpipe.data.snapshot import write_snapshot
 from alignpipe.eval.generation import generate_responses
 from alignpipe.models import RewardModel, load_policy, load_tokenizer
@@ -116,6 +117,15 @@ def label_pairs(prompts: list[str], samples: list[list[str]], raw: np.ndarray,
     return rows, pair_stats(lengths, raw, calibrated)
 
 
+def sample(policy, tok, prompts: list[str], cfg: GeneratedPairsConfig, *, seed: int) -> list[list[str]]:
+    """cfg.n seeded temperature samples per prompt (batched, KV-cached) -> one list of n responses per prompt."""
+    flat = [p for p in prompts for _ in range(cfg.n)]
+    policy.eval()
+    responses = generate_responses(policy, tok, flat, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                   batch_size=GENERATION_BATCH, seed=seed)
+    return [responses[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
+
+
 def build_pairs(policy, tok, rm: RewardModel, rm_tok, prompts: list[str], cfg: GeneratedPairsConfig,
                 calibration: Method, *, frac: float, max_length: int, seed: int,
                 lam: float = 1.0, min_points: int = 20) -> tuple[list[dict], dict[str, float], BiasCurve | None]:
@@ -124,16 +134,14 @@ def build_pairs(policy, tok, rm: RewardModel, rm_tok, prompts: list[str], cfg: G
     -> (rows as `label_pairs`, `pair_stats`, the fitted bias curve or None). Raises ValueError when
     every prompt's samples tie (no pair to train on).
     """
+    samples = sample(policy, tok, prompts, cfg, seed=seed)
     flat = [p for p in prompts for _ in range(cfg.n)]
-    policy.eval()
-    responses = generate_responses(policy, tok, flat, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                   batch_size=GENERATION_BATCH, seed=seed)
+    responses = [r for row in samples for r in row]
     raw, z = rm_rewards(rm, rm_tok, RollingCalibrator("none", 1), flat, responses, max_length)  # z = (raw − μ)/σ
     shape = (len(prompts), cfg.n)
     lengths = np.array([len(r) for r in responses]).reshape(shape)
     calibrated, curve = calibrate_pool(lengths, z.reshape(shape), calibration, frac=frac, lam=lam,
-                                   min_points=min_points)
-    samples = [responses[i * cfg.n : (i + 1) * cfg.n] for i in range(len(prompts))]
+                                       min_points=min_points)
     rows, stats = label_pairs(prompts, samples, raw.reshape(shape), calibrated)
     if not rows:
         raise ValueError(f"all {len(prompts)} prompts' {cfg.n} samples tied on the reward: no DPO pair to train on "
@@ -141,23 +149,77 @@ def build_pairs(policy, tok, rm: RewardModel, rm_tok, prompts: list[str], cfg: G
     return rows, stats, curve
 
 
-def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path, prompts: list[str], out_dir: Path, log: MetricLogger,
-        *, max_length: int, seed: int) -> StageResult:
-    """DPO of the policy in `policy_dir` on pairs of its own samples labelled by the RM in `rm_dir`.
+def annotated_stats(rows: list[dict], samples: list[list[str]], golds: list[list[float]]) -> dict[str, float]:
+    """What the annotator saw and picked: pairs kept / dropped (all samples tied in gold), the samples' mean gold and
+    best / worst-of-n gold, the trained pairs' chosen / rejected gold and length (characters), the share of pairs
+    whose chosen side is the longer, and the share whose label follows gold (1 unless the annotator is length-biased)."""
+    kept = len(rows)
+    mean = lambda xs: float(np.mean(xs)) if len(xs) else math.nan  # noqa: E731
+    return {"pairs_kept": float(kept), "pairs_dropped": float(len(samples) - kept),
+            "sample_gold": mean([g for row in golds for g in row]), "best_of_n_gold": mean([max(g) for g in golds]),
+            "worst_of_n_gold": mean([min(g) for g in golds]),
+            "chosen_gold": mean([r["chosen_gold"] for r in rows]), "rejected_gold": mean([r["rejected_gold"] for r in rows]),
+            "chosen_length": mean([len(r["chosen"]) for r in rows]), "rejected_length": mean([len(r["rejected"]) for r in rows]),
+            "chosen_longer": mean([len(r["chosen"]) > len(r["rejected"]) for r in rows]),
+            "gold_agrees": mean([r["gold_agrees"] for r in rows])}
 
-    Takes cfg.generated_pairs.prompts of `prompts` (a seeded draw); writes generated_pairs.parquet
-    (and calibration_curve.json when a curve was fitted) beside the DPO model in out_dir.
+
+def annotate_pairs(policy, tok, prompts: list[dict], cfg: GeneratedPairsConfig, *, seed: int,
+                   length_bias: float = 0.0) -> tuple[list[dict], dict[str, float]]:
+    """Sample cfg.n responses per prompt and let the built-in world's annotator label them (world.label_samples:
+    highest- vs lowest-gold sample, the longer one with probability `length_bias`): on-policy preference data as
+    human labellers give it. prompts: rows {prompt, family, spec}. -> (rows, `annotated_stats`)."""
+    samples = sample(policy, tok, [p["prompt"] for p in prompts], cfg, seed=seed)
+    asked = [{"instruction": p["prompt"], "family": p["family"], "spec": p["spec"]} for p in prompts]
+    rows = world.label_samples(asked, samples, seed, length_bias)
+    golds = [[world.gold_score(p["family"], p["spec"], r) for r in row] for p, row in zip(prompts, samples, strict=True)]
+    if not rows:
+        raise ValueError(f"all {len(prompts)} prompts' {cfg.n} samples tied in gold: no DPO pair to train on "
+                         "(raise rlhf.generated_pairs.n or .temperature)")
+    return rows, annotated_stats(rows, samples, golds)
+
+
+def prompt_rows(pairs: list[dict], labeller: str) -> list[dict]:
+    """The pairs' distinct prompts, first occurrence kept. For the annotator each row also carries its family and
+    spec (the built-in world's pairs have them); ValueError naming the first row without them."""
+    rows = list({r["prompt"]: r for r in pairs}.values())
+    if labeller == "annotator":
+        for i, r in enumerate(rows):
+            missing = [k for k in ("family", "spec") if not r.get(k)]
+            if missing:
+                raise ValueError(f"rlhf.generated_pairs.labeller 'annotator' labels by the built-in world's gold score: "
+                                 f"pair prompt {i} ({r['prompt']!r:.60}) has no {' / '.join(missing)} (external pairs "
+                                 "have no annotator; use labeller 'reward_model')")
+    return rows
+
+
+def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path | None, pairs: list[dict], out_dir: Path, log: MetricLogger,
+        *, max_length: int, seed: int, length_bias: float = 0.0) -> StageResult:
+    """DPO of the policy in `policy_dir` on pairs of its own samples, labelled by the RM in `rm_dir` or by the
+    built-in world's annotator (cfg.generated_pairs.labeller; `length_bias`: the annotator's, data.world.length_bias).
+
+    Takes cfg.generated_pairs.prompts of the distinct prompts of `pairs` (a seeded draw); writes
+    generated_pairs.parquet (and calibration_curve.json when a curve was fitted) beside the DPO model in out_dir.
     """
+    gp = cfg.generated_pairs
+    prompts = prompt_rows(pairs, gp.labeller)
     if not prompts:
         raise ValueError("DPO on generated pairs needs at least one prompt")
     seed_everything(seed)
-    gp = cfg.generated_pairs
     picked = [prompts[i] for i in next(batch_indices(len(prompts), min(gp.prompts, len(prompts)), 1, seed))]
     policy, tok = load_policy(policy_dir)
-    rm, rm_tok = RewardModel.load(rm_dir), load_tokenizer(rm_dir)
-    rows, stats, curve = build_pairs(policy, tok, rm, rm_tok, picked, gp, cfg.reward_calibration,
-                                     frac=cfg.calibration_frac, lam=cfg.calibration_lam, max_length=max_length, seed=seed)
-    del policy, rm  # DPO loads its own copy of the policy, trained and used as the reference
+    curve = None
+    if gp.labeller == "annotator":
+        rows, stats = annotate_pairs(policy, tok, picked, gp, seed=seed, length_bias=length_bias)
+    else:
+        if rm_dir is None:
+            raise ValueError("rlhf.generated_pairs.labeller 'reward_model' needs the reward model")
+        rm, rm_tok = RewardModel.load(rm_dir), load_tokenizer(rm_dir)
+        rows, stats, curve = build_pairs(policy, tok, rm, rm_tok, [p["prompt"] for p in picked], gp,
+                                         cfg.reward_calibration, frac=cfg.calibration_frac, lam=cfg.calibration_lam,
+                                         max_length=max_length, seed=seed)
+        del rm
+    del policy  # DPO loads its own copy of the policy, trained and used as the reference
     data = {"generated_pairs.parquet": write_snapshot(rows, out_dir / "generated_pairs.parquet")}
     if curve is not None:
         (out_dir / "calibration_curve.json").write_text(json.dumps(curve.to_dict()))

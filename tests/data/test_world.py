@@ -257,6 +257,42 @@ def test_length_bias_changes_labels_not_candidates():
         {r["chosen"], r["rejected"]} for r in biased]
 
 
+# ---------------------------------------------------------------- labelling a policy's own samples
+
+_ARITH = {"instruction": "What is 3 + 4? Reply with the number only.", "family": "arithmetic",
+          "spec": json.dumps({"a": 3, "b": 4, "op": "+"})}
+
+
+def test_label_samples_picks_highest_vs_lowest_gold_by_hand():
+    # gold (arithmetic, 3 + 4 = 7): "7" 1.0, "The answer is 7." 0.5 (the number appears), "8" 0.0, "seven" 0.0
+    rows = world.label_samples([_ARITH], [["The answer is 7.", "8", "7", "seven"]], seed=0)
+    assert rows == [{"prompt": _ARITH["instruction"], "family": "arithmetic", "spec": _ARITH["spec"], "chosen": "7",
+                     "rejected": "8", "chosen_gold": 1.0, "rejected_gold": 0.0, "gold_agrees": True,
+                     "length_biased": False}]  # "8" is the first of the two 0.0 samples
+
+
+def test_label_samples_skips_ties_and_refuses_bad_input():
+    assert world.label_samples([_ARITH], [["8", "9", "seven"]], seed=0) == []  # all gold 0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        world.label_samples([_ARITH], [["7"]], seed=0)
+    with pytest.raises(ValueError, match="1 prompts but 2"):
+        world.label_samples([_ARITH], [["7", "8"], ["7", "8"]], seed=0)
+    with pytest.raises(ValueError, match="length_bias"):
+        world.label_samples([_ARITH], [["7", "8"]], seed=0, length_bias=1.5)
+
+
+def test_label_samples_biased_annotator_prefers_longer_and_is_seeded():
+    # "The answer is 8." (gold 0) is longer than "7" (gold 1): a biased annotator picks it
+    rows = world.label_samples([_ARITH], [["7", "The answer is 8."]], seed=0, length_bias=1.0)
+    assert (rows[0]["chosen"], rows[0]["length_biased"], rows[0]["gold_agrees"]) == ("The answer is 8.", True, False)
+    prompts = world.make_prompts(300, 5)
+    samples = [[world.demonstration(p["family"], p["spec"], random.Random(i)), "no"] for i, p in enumerate(prompts)]
+    half = world.label_samples(prompts, samples, seed=5, length_bias=0.5)
+    assert half == world.label_samples(prompts, samples, seed=5, length_bias=0.5)
+    assert 0.4 <= sum(r["length_biased"] for r in half) / len(half) <= 0.6
+    assert all(r["gold_agrees"] for r in half if not r["length_biased"])
+
+
 # ---------------------------------------------------------------- probes
 
 def _probe_answer(row):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from alignpipe.config import ConfigError, GeneratedPairsConfig, OptimConfig, RLHFConfig, load_config
+from alignpipe.data import world
 from alignpipe.data.snapshot import read_snapshot
 from alignpipe.eval.scoring import reward_scores
 from alignpipe.models import RewardModel, load_policy, load_tokenizer
@@ -149,7 +150,8 @@ def test_run_trains_dpo_on_the_snapshotted_generated_pairs(tiny_dir, tiny_rm_dir
     log = Recorder()
     cfg = RLHFConfig(dpo_pairs="generated", generated_pairs=GEN, reward_calibration="lwr",
                      optim=OptimConfig(lr=1e-3, steps=2, batch_size=2, warmup_ratio=0.0))
-    result = generated_pairs.run(cfg, tiny_dir, tiny_rm_dir, PROMPTS, tmp_path, log, max_length=64, seed=3)
+    pairs = [{"prompt": p, "chosen": "a", "rejected": "b"} for p in PROMPTS + PROMPTS[:2]]  # repeats count once
+    result = generated_pairs.run(cfg, tiny_dir, tiny_rm_dir, pairs, tmp_path, log, max_length=64, seed=3)
     rows = read_snapshot(tmp_path / "generated_pairs.parquet")
     # the same seeded draw of prompts and samples, rebuilt from the starting policy
     picked = [PROMPTS[i] for i in next(batch_indices(len(PROMPTS), 6, 1, 3))]
@@ -161,3 +163,56 @@ def test_run_trains_dpo_on_the_snapshotted_generated_pairs(tiny_dir, tiny_rm_dir
     assert result.metrics["pairs"] == len(rows) and {k: result.metrics[k] for k in stats} == stats
     assert set(result.data) == {"generated_pairs.parquet"}
     load_policy(tmp_path / "model")  # a loadable DPO model
+
+
+# ---------------------------------------------------------------- the world's annotator as the labeller
+
+WORLD = world.make_prompts(6, 7)
+WORLD_PAIRS = [{"prompt": p["instruction"], "chosen": "a", "rejected": "b", "family": p["family"], "spec": p["spec"]}
+               for p in WORLD]
+SAYS = GeneratedPairsConfig(n=4, prompts=6, temperature=1.0, max_new_tokens=6, labeller="annotator")
+
+
+def test_annotated_pairs_are_the_worlds_labels_of_the_policys_own_samples(tiny_dir):
+    policy, tok = load_policy(tiny_dir)
+    rows, stats = generated_pairs.annotate_pairs(policy, tok, WORLD_PAIRS, SAYS, seed=0, length_bias=0.5)
+    samples = generated_pairs.sample(policy, tok, [p["prompt"] for p in WORLD_PAIRS], SAYS, seed=0)
+    assert rows == world.label_samples(WORLD, samples, 0, 0.5)  # the same seeded samples, labelled by the world
+    golds = [[world.gold_score(p["family"], p["spec"], r) for r in row] for p, row in zip(WORLD, samples, strict=True)]
+    assert stats["pairs_kept"] == len(rows) and stats["pairs_kept"] + stats["pairs_dropped"] == 6
+    assert stats["sample_gold"] == pytest.approx(np.mean(golds))
+    assert stats["best_of_n_gold"] == pytest.approx(np.mean([max(g) for g in golds]))
+    for r in rows:
+        assert max(r["chosen_gold"], r["rejected_gold"]) > min(r["chosen_gold"], r["rejected_gold"])
+
+
+def test_annotated_stats_by_hand():
+    rows = [{"chosen": "7", "rejected": "The answer is 8.", "chosen_gold": 1.0, "rejected_gold": 0.0, "gold_agrees": True},
+            {"chosen": "abcd", "rejected": "ab", "chosen_gold": 0.5, "rejected_gold": 1.0, "gold_agrees": False}]
+    golds = [[1.0, 0.0, 0.5], [0.5, 1.0, 1.0], [0.25, 0.25, 0.25]]  # the third prompt tied: no row
+    stats = generated_pairs.annotated_stats(rows, [["x"] * 3] * 3, golds)
+    assert stats == {"pairs_kept": 2.0, "pairs_dropped": 1.0, "sample_gold": pytest.approx(4.75 / 9),
+                     "best_of_n_gold": pytest.approx(2.25 / 3), "worst_of_n_gold": pytest.approx(0.75 / 3),
+                     "chosen_gold": 0.75, "rejected_gold": 0.5, "chosen_length": 2.5, "rejected_length": 9.0,
+                     "chosen_longer": 0.5, "gold_agrees": 0.5}
+
+
+def test_run_with_the_annotator_needs_no_reward_model_and_refuses_pairs_without_a_spec(tiny_dir, tmp_path):
+    cfg = RLHFConfig(dpo_pairs="generated", generated_pairs=SAYS,
+                     optim=OptimConfig(lr=1e-3, steps=1, batch_size=2, warmup_ratio=0.0))
+    external = [{"prompt": p, "chosen": "a", "rejected": "b"} for p in PROMPTS]
+    with pytest.raises(ValueError, match=r"labeller 'annotator'.*pair prompt 0 \('Name a fruit.'\) has no family / spec"):
+        generated_pairs.run(cfg, tiny_dir, None, external, tmp_path / "x", Recorder(), max_length=64, seed=0)
+    assert not (tmp_path / "x").exists()
+    result = generated_pairs.run(cfg, tiny_dir, None, WORLD_PAIRS, tmp_path, Recorder(), max_length=64, seed=0)
+    rows = read_snapshot(tmp_path / "generated_pairs.parquet")
+    assert result.metrics["pairs"] == len(rows) == result.metrics["pairs_kept"] > 0
+    assert all(r["chosen_gold"] > r["rejected_gold"] for r in rows)  # length_bias 0: gold decides
+    assert not (tmp_path / "calibration_curve.json").exists()
+
+
+def test_config_refuses_the_annotator_for_external_preferences():
+    with pytest.raises(ConfigError, match="labeller 'annotator' is the built-in world's annotator"):
+        load_config(None, ["rlhf.generated_pairs.labeller=annotator", "data.preferences.path=x.jsonl"])
+    with pytest.raises(ConfigError, match="bad value for config key 'rlhf.generated_pairs.labeller'"):
+        load_config(None, ["rlhf.generated_pairs.labeller=human"])
