@@ -1,5 +1,11 @@
 """DPO on pairs the pipeline builds itself (issue #4): the SFT policy's own samples, labelled by the
-(length-calibrated) reward model, then the DPO loop of training/dpo.py (reference = the SFT policy).
+(length-calibrated) reward model or by the built-in world's annotator, then the DPO loop of training/dpo.py
+(reference = the SFT policy).
+
+`annotate_pairs` (generated_pairs.labeller = annotator): the same n samples per prompt, labelled by
+world.label_samples (the highest- vs the lowest-gold sample; the longer one with probability
+data.world.length_bias), as InstructGPT's labellers compared SFT samples. No RM and no calibration. Its
+diagnostics (`annotated_stats`) say how much the samples differ: mean, best-of-n and worst-of-n gold.
 
 `build_pairs`: n samples per prompt (temperature sampling, batched KV-cached generation, seeded, as
 RSF samples), scored by the RM and normalised with its stored mean/std as PPO and RSF score
