@@ -18,7 +18,11 @@ each RM's best of n beats the policy's own greedy answer). The IRFT and RFT runs
 pipeline trains on top of them is cut to one step (`rlhf.optim.steps=1`) since it is not reported.
 
     .venv/bin/python bench/compare_methods.py [--config configs/pipeline/quickstart.yaml] [--artifacts DIR]
-        [--methods sft,irft,rft,dpo,ppo,rsf] [extra key=value overrides for every run]
+        [--methods sft,irft,rft,dpo,ppo,rsf[,more_sft]] [extra key=value overrides for every run]
+
+`more_sft` adds the control row: plain SFT with twice sft.optim.steps (its DPO cut to one step, unreported). Against
+the quickstart's 30-step SFT, SFT alone trained longer gained as much as any method; against a 256-step SFT
+(`sft.optim.steps=256`) no method gained beyond noise (issue #3's notes).
 
 Columns: method, stage that trained it, gold score, its paired difference from plain SFT over the same
 eval prompts and that difference's standard error (per-prompt gold scores; the means of two policies
@@ -52,7 +56,12 @@ RUNS = {
     "dpo": (["rlhf.method=dpo"], "dpo", "rlhf_dpo"),
     "ppo": (["rlhf.method=ppo"], "ppo", "rlhf_ppo"),
     "rsf": (["rlhf.method=rsf"], "rsf", "rlhf_rsf"),
+    # the control (not run by default): plain SFT from the base model with twice the steps (set in main from the
+    # config's sft.optim.steps). Against the quickstart's 30-step SFT, one more pass of plain SFT gained as much as
+    # any method (+0.047, z 5); a method's row means something only where it beats this one.
+    "more_sft": ([*SFT_VARIANT], "sft", "sft"),
 }
+DEFAULT_METHODS = "sft,irft,rft,dpo,ppo,rsf"
 
 
 # the row of each table method in its pipeline run's evaluation table
@@ -63,9 +72,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/pipeline/quickstart.yaml")
     ap.add_argument("--artifacts", type=Path, default=REPO / "artifacts")
-    ap.add_argument("--methods", default=",".join(RUNS))
+    ap.add_argument("--methods", default=DEFAULT_METHODS, help=f"of {', '.join(RUNS)}; more_sft is the control")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
+    from alignpipe.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(a.config, a.overrides)
+    except ConfigError as e:
+        ap.error(str(e))
+    unknown = [m for m in a.methods.split(",") if m not in RUNS]
+    if unknown:
+        ap.error(f"unknown method(s) {unknown}; known: {', '.join(RUNS)}")
 
     import pandas as pd
 
@@ -86,8 +104,11 @@ def main() -> None:
 
     for i, method in enumerate(a.methods.split(",")):
         extra, row_name, stage = RUNS[method]
+        if method == "more_sft":  # after the user's overrides, so it stays twice their sft.optim.steps
+            extra = [*extra, f"sft.optim.steps={2 * cfg.sft.optim.steps}"]
         la_flag = [f"linear_alignment.enabled={str(method == 'sft').lower()}"]  # LA decodes the plain SFT policy
-        out = run_pipeline(a.config, a.artifacts, NO_SEARCH + la_flag + extra + a.overrides)
+        out = run_pipeline(a.config, a.artifacts, NO_SEARCH + la_flag + (a.overrides + extra if method == "more_sft"
+                                                                          else extra + a.overrides))
         run_id = out["parent_run_id"]
         table = pd.read_parquet(out["report"] / "evaluation.parquet").set_index("model")
         if i == 0:
@@ -105,9 +126,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.drop(columns="pipeline_run").to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     table.to_csv(a.artifacts / "methods.csv", index=False)  # kept even if logging fails
-    from alignpipe.config import load_config
-
-    rid = log_table(mlflow, load_config(a.config, a.overrides).tracking.experiment, "method-comparison", table,
+    rid = log_table(mlflow, cfg.tracking.experiment, "method-comparison", table,
                     {"config": a.config, "overrides": " ".join(a.overrides) or "-"},
                     ["gold_score", "gold_vs_sft", "gold_vs_sft_se", "rm_score", "tax", "response_length",
                      "wall_time_s"], key="method")
