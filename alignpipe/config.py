@@ -48,6 +48,8 @@ class WorldConfig(Frozen):
     n_eval_prompts: int = Field(40, ge=1)
     n_probes: int = Field(100, ge=1)
     length_bias: float = Field(0.0, ge=0.0, le=1.0, description="annotator's probability of preferring the longer response")
+    demo_habit: float = Field(0.0, ge=0.0, le=1.0, description="probability that an SFT demonstration is signed off "
+                              "'I hope you agree.' (an error the preference pairs reject and SFT imitates); 0 = clean")
     families: tuple[str, ...] = FAMILIES
     # SmolLM2-135M is at chance on number comparisons and sequences: those would only add noise
     # to the tax. These four it demonstrably knows (the base model's accuracy is reported).

@@ -28,7 +28,7 @@ def build_datasets(cfg: DataConfig, seed: int) -> dict[str, list[dict]]:
     sft_prompts = world.make_prompts(w.n_sft, w.seed, w.families)
     pair_prompts = world.make_prompts(w.n_pairs, w.seed + 1, w.families)
     sft = _external(cfg.sft, SFT_FIELDS) or [
-        {"prompt": r["instruction"], "response": r["response"]} for r in world.make_demonstrations(sft_prompts, w.seed)
+        {"prompt": r["instruction"], "response": r["response"]} for r in world.make_demonstrations(sft_prompts, w.seed, w.demo_habit)
     ]
     pairs = _external(cfg.preferences, PAIR_FIELDS) or [
         {"prompt": r["instruction"], "chosen": r["chosen"], "rejected": r["rejected"], "family": r["family"],

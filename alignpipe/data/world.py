@@ -348,16 +348,36 @@ def demonstration(family: str, spec: str | dict, rng: random.Random) -> str:
     return str(_arith_answer(spec))
 
 
-def make_demonstrations(prompts: list[dict], seed: int) -> list[dict]:
-    """One SFT row per prompt: ``{"id", "family", "instruction", "spec", "response"}``.
+HABIT = _PADDING[0]  # the sloppy demonstrator's sign-off, "I hope you agree."
 
-    Each response has gold 1.0; the per-row generator depends on (seed, id) only.
+
+def with_habit(family: str, response: str) -> str:
+    """`response` signed off with the demonstrator's habit: a second sentence (lowercased for the lowercase family).
+
+    Gold drops in every family but keyword (word count, one lowercase sentence, list items, the bare number); the
+    preference pairs' padding near-misses (`_pad`, `_lc_pad`) are the same kind of error.
     """
+    return f"{response} {HABIT.lower() if family == 'lowercase' else HABIT}"
+
+
+def make_demonstrations(prompts: list[dict], seed: int, habit: float = 0.0) -> list[dict]:
+    """One SFT row per prompt: ``{"id", "family", "instruction", "spec", "response", "habit"}``.
+
+    Each response has gold 1.0, except that with probability `habit` (drawn per row from its own generator)
+    the demonstrator signs it off with "I hope you agree." (`with_habit`; row ``habit`` True): demonstrations that
+    carry an error the preference pairs do not, as human demonstrations do. A policy imitating them learns the
+    habit, more SFT cannot remove it, and preferences can. The per-row generators depend on (seed, id) only, and
+    the responses are the same for every `habit` apart from the sign-off.
+    """
+    if not 0.0 <= habit <= 1.0:
+        raise ValueError(f"habit must be in [0, 1], got {habit!r}")
     rows = []
     for p in prompts:
         rng = _row_rng(seed, p["id"], "demo")
-        rows.append({"id": p["id"], "family": p["family"], "instruction": p["instruction"],
-                     "spec": p["spec"], "response": demonstration(p["family"], p["spec"], rng)})
+        response = demonstration(p["family"], p["spec"], rng)
+        signed = _row_rng(seed, p["id"], "habit").random() < habit
+        rows.append({"id": p["id"], "family": p["family"], "instruction": p["instruction"], "spec": p["spec"],
+                     "response": with_habit(p["family"], response) if signed else response, "habit": signed})
     return rows
 
 

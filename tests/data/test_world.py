@@ -257,6 +257,36 @@ def test_length_bias_changes_labels_not_candidates():
         {r["chosen"], r["rejected"]} for r in biased]
 
 
+# ---------------------------------------------------------------- the sloppy demonstrator
+
+def test_habit_sign_off_and_what_it_costs_by_hand():
+    wc = {"n": 10, "topic": "cats"}
+    demo = "I think cats can make a day better every day."  # 10 words
+    assert world.gold_score("word_count", wc, demo) == 1.0
+    signed = world.with_habit("word_count", demo)
+    assert signed == demo + " I hope you agree."
+    assert world.gold_score("word_count", wc, signed) == pytest.approx((1 + (1 - 4 / 10)) / 2)  # 14 words for 10
+    lower = world.with_habit("lowercase", "cats can feel magical.")
+    assert lower == "cats can feel magical. i hope you agree."
+    assert world.gold_score("lowercase", {"topic": "cats"}, lower) == pytest.approx(2 / 3)  # two sentences
+    assert world.gold_score("arithmetic", {"a": 3, "b": 4, "op": "+"}, world.with_habit("arithmetic", "7")) == 0.5
+    fruits = world.with_habit("list_items", "apple, pear, plum")  # the last item swallows the sign-off
+    assert world.gold_score("list_items", {"category": "fruits", "k": 3}, fruits) == pytest.approx((1 + 2 / 3 + 1) / 3)
+
+
+def test_habit_rate_and_clean_default():
+    prompts = world.make_prompts(400, 3)
+    clean = world.make_demonstrations(prompts, 3)
+    sloppy = world.make_demonstrations(prompts, 3, habit=0.7)
+    assert not any(r["habit"] for r in clean)
+    assert 0.63 <= sum(r["habit"] for r in sloppy) / len(sloppy) <= 0.77
+    for c, s in zip(clean, sloppy, strict=True):  # the same answers, some signed off
+        assert s["response"] == (world.with_habit(c["family"], c["response"]) if s["habit"] else c["response"])
+    assert all(r["habit"] for r in world.make_demonstrations(prompts, 3, habit=1.0))
+    with pytest.raises(ValueError, match="habit must be in"):
+        world.make_demonstrations(prompts, 3, habit=-0.1)
+
+
 # ---------------------------------------------------------------- labelling a policy's own samples
 
 _ARITH = {"instruction": "What is 3 + 4? Reply with the number only.", "family": "arithmetic",
