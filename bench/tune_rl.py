@@ -174,6 +174,17 @@ def train(method: str, cfg, ref: Path, out: Path, seed: int):
                       PrintLogger(), max_length=cfg.model.max_length, seed=seed, length_bias=cfg.data.world.length_bias)
 
 
+def seed_arg(text: str) -> int:
+    """--seed's values: an int; a key=value after them (it would be read as a seed) gets a hint, not argparse's
+    bare "invalid int value"."""
+    if "=" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is an override: put key=value overrides before --seed")
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("method", choices=["ppo", "rsf", "dpo", "rft", "irft", "more_sft", "la", "sft", "eval"])
@@ -181,7 +192,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "pipeline" / "quickstart.yaml",
                     help="the pipeline config the --ref artifacts came from (its rlhf / sft / evaluation settings apply)")
     ap.add_argument("--ref", type=Path, default=Path("/tmp/qs_ref"))
-    ap.add_argument("--seed", type=int, nargs="+", default=[0], help="training seeds, one run each")
+    ap.add_argument("--seed", type=seed_arg, nargs="+", default=[0],
+                    help="training seeds, one run each (key=value overrides go before --seed)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--normalise", action="store_true",
                     help="time a reference 8×128 forward+backward before and after, and rescale train_s to 2.5 s per step")

@@ -43,3 +43,15 @@ def test_the_sft_evaluation_is_cached_per_weights_prompts_and_settings(tmp_path,
     assert len(calls) == 4
     assert tune_rl.evaluate_sft(tmp_path, cfg)["gold"] == 4.5 and len(calls) == 4
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".sft_eval")] == [".sft_eval.json"]
+
+
+def test_an_override_after_seed_gets_a_hint_not_a_bare_int_error():
+    import argparse
+
+    import pytest
+
+    assert tune_rl.seed_arg("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match="put key=value overrides before --seed"):
+        tune_rl.seed_arg("rlhf.beta=0.2")
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid seed 'x'"):
+        tune_rl.seed_arg("x")
