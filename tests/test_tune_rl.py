@@ -2,9 +2,11 @@
 settings are unchanged, recomputed when any of them changes. (evaluate itself is the pipeline's generation and
 scoring, run for real by the benchmark; here it is replaced by a counter, as the cache is what is tested.)"""
 
+import argparse
 import os
 
 import numpy as np
+import pytest
 
 import bench.tune_rl as tune_rl
 from alignpipe.config import load_config
@@ -46,10 +48,6 @@ def test_the_sft_evaluation_is_cached_per_weights_prompts_and_settings(tmp_path,
 
 
 def test_an_override_after_seed_gets_a_hint_not_a_bare_int_error():
-    import argparse
-
-    import pytest
-
     assert tune_rl.seed_arg("3") == 3
     with pytest.raises(argparse.ArgumentTypeError, match="put key=value overrides before --seed"):
         tune_rl.seed_arg("rlhf.beta=0.2")
