@@ -46,3 +46,21 @@ def test_a_method_that_scores_with_the_rm_needs_one(tiny_dir, tmp_path):
         train(RLHFConfig(method="dpo", dpo_pairs="generated"), tiny_dir, None, PAIRS, tmp_path, NullLogger(),
               max_length=64, seed=0)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_the_worlds_annotator_labels_generated_pairs_without_an_rm_and_with_the_given_bias(tiny_dir, tmp_path):
+    from alignpipe.config import GeneratedPairsConfig
+    from alignpipe.data import world
+    from alignpipe.data.snapshot import read_snapshot
+    from alignpipe.training import generated_pairs
+
+    prompts = world.make_prompts(4, 2)
+    pairs = [{"prompt": p["instruction"], "chosen": "a", "rejected": "b", "family": p["family"], "spec": p["spec"]}
+             for p in prompts]
+    cfg = RLHFConfig(dpo_pairs="generated", optim=OptimConfig(lr=1e-3, steps=1, batch_size=2, warmup_ratio=0.0),
+                     generated_pairs=GeneratedPairsConfig(n=4, prompts=4, max_new_tokens=6, labeller="annotator"))
+    train(cfg, tiny_dir, None, pairs, tmp_path / "a", NullLogger(), max_length=64, seed=0, length_bias=1.0)
+    generated_pairs.run(cfg, tiny_dir, None, pairs, tmp_path / "b", NullLogger(), max_length=64, seed=0, length_bias=1.0)
+    assert same(tmp_path / "a", tmp_path / "b")
+    rows = read_snapshot(tmp_path / "a" / "generated_pairs.parquet")
+    assert rows and all(r["length_biased"] for r in rows)  # the bias reached the annotator

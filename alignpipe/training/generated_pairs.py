@@ -226,6 +226,7 @@ def run(cfg: RLHFConfig, policy_dir: Path, rm_dir: Path | None, pairs: list[dict
                                          max_length=max_length, seed=seed)
         del rm
     del policy  # DPO loads its own copy of the policy, trained and used as the reference
+    out_dir.mkdir(parents=True, exist_ok=True)
     data = {"generated_pairs.parquet": write_snapshot(rows, out_dir / "generated_pairs.parquet")}
     if curve is not None:
         (out_dir / "calibration_curve.json").write_text(json.dumps(curve.to_dict()))
