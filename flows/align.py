@@ -111,8 +111,8 @@ def _stages(c: PipelineConfig, ctx: RunContext):
         rm = rm_future.result()
         rlhf = on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data, rm).result()
     else:  # DPO learns from the pairs (or the world's annotator labels its samples): it trains beside the RM
-        rm, rlhf = wait_all(rm_future, on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data,
-                                              length_bias=c.data.world.length_bias))
+        rm, rlhf = wait_all(rm_future, on_ray(rlhf_task, c.rlhf.resources, ctx, c.rlhf, L, sft, data, None,
+                                              c.data.world.length_bias))
     return search_stages(c, ctx, base, data, sft, rm, rlhf, reward_eval=True)
 
 
