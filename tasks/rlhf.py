@@ -62,7 +62,7 @@ def train(cfg: RLHFConfig, sft_dir: Path, rm_dir: Path | None, pairs: list[dict]
     length with probability `length_bias`), or PPO / RSF against that RM on the pairs' prompts. The stage's
     body, and bench/tune_rl.py's, so both train alike."""
     require_reward_model(cfg, rm_dir)
-    if not generates_pairs(cfg) and not needs_reward_model(cfg):
+    if cfg.method == "dpo" and not generates_pairs(cfg):  # the data stage's pairs
         return dpo.run(cfg, sft_dir, pairs, out, log, max_length=max_length, seed=seed, checkpoints=checkpoints)
     if generates_pairs(cfg):  # sampling + labelling are recomputed on resume; not checkpointed
         return generated_pairs.run(cfg, sft_dir, rm_dir, pairs, out, log, max_length=max_length, seed=seed,
