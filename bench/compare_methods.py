@@ -22,7 +22,9 @@ pipeline trains on top of them is cut to one step (`rlhf.optim.steps=1`) since i
 
 `more_sft` adds the control row: plain SFT with twice sft.optim.steps (its DPO cut to one step, unreported). Against
 the quickstart's 30-step SFT, SFT alone trained longer gained as much as any method; against a 256-step SFT
-(`sft.optim.steps=256`) no method gained beyond noise (issue #3's notes).
+(`sft.optim.steps=256`) no method gained beyond noise, except in a world whose demonstrations carry an error
+the pairs reject (`data.world.demo_habit=0.7`: DPO, RSF and PPO +0.04 over both SFT-256 and the control; issue #3's
+notes, measured with bench/tune_rl.py).
 
 Columns: method, stage that trained it, gold score, its paired difference from plain SFT over the same
 eval prompts and that difference's standard error (per-prompt gold scores; the means of two policies
