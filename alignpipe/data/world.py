@@ -22,7 +22,11 @@ prefers the longer response instead of the better one. Corruptions lengthen,
 shorten or keep the length, so in the unbiased world length says little
 about quality: of unbiased pairs whose responses differ in length, about 49 %
 have the longer response chosen (measured over 500 prompts for each of seeds
-0-9: 46-51 % per seed, 45-53 % per family). :func:`make_probes` produces
+0-9: 46-51 % per seed, 45-53 % per family). :func:`label_samples` is the same
+annotator shown a policy's own samples (on-policy preference labels).
+``make_demonstrations(habit=p)`` is a sloppy demonstrator who signs a share p
+of its answers off with "I hope you agree." (:func:`with_habit`), an error the
+pairs reject, so SFT learns what preferences must unlearn. :func:`make_probes` produces
 multiple-choice knowledge questions (capitals, antonyms, number comparisons,
 sequences, weekdays, plurals) formatted for log-likelihood scoring by a small
 pretrained LM, to measure how much general knowledge alignment costs.
