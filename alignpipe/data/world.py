@@ -585,7 +585,8 @@ def make_preference_pairs(prompts: list[dict], seed: int, length_bias: float = 0
     return rows
 
 
-def label_samples(prompts: list[dict], samples: list[list[str]], seed: int, length_bias: float = 0.0) -> list[dict]:
+def label_samples(prompts: list[dict], samples: list[list[str]], seed: int, length_bias: float = 0.0,
+                  golds: list[list[float]] | None = None) -> list[dict]:
     """The annotator's preference over a policy's own samples: one row per prompt whose samples differ in gold.
 
     prompts: rows with ``instruction``, ``family`` and ``spec``; samples: each prompt's responses (at
@@ -594,24 +595,27 @@ def label_samples(prompts: list[dict], samples: list[list[str]], seed: int, leng
     them as in :func:`make_preference_pairs`: with probability `length_bias` (drawn per prompt from its
     own generator, keyed on the instruction) it prefers the longer response, else the higher-gold one.
     Row: ``{"prompt", "family", "spec", "chosen", "rejected", "chosen_gold", "rejected_gold",
-    "gold_agrees", "length_biased"}``; a prompt whose samples all tie in gold gives no row.
+    "gold_agrees", "length_biased"}``; a prompt whose samples all tie in gold gives no row. `golds`: the
+    samples' gold scores where the caller already has them (else they are computed here).
     """
     if not 0.0 <= length_bias <= 1.0:
         raise ValueError(f"length_bias must be in [0, 1], got {length_bias!r}")
     if len(prompts) != len(samples):
         raise ValueError(f"{len(prompts)} prompts but {len(samples)} sample lists")
+    if golds is None:
+        golds = [[gold_score(p["family"], p["spec"], r) for r in responses]
+                 for p, responses in zip(prompts, samples, strict=True)]
     rows = []
-    for p, responses in zip(prompts, samples, strict=True):
+    for p, responses, scores in zip(prompts, samples, golds, strict=True):
         _check_family(p["family"])
         if len(responses) < 2:
             raise ValueError(f"prompt {p['instruction']!r}: need at least 2 samples to compare, got {len(responses)}")
-        golds = [gold_score(p["family"], p["spec"], r) for r in responses]
-        hi, lo = golds.index(max(golds)), golds.index(min(golds))
-        if golds[hi] == golds[lo]:
+        hi, lo = scores.index(max(scores)), scores.index(min(scores))
+        if scores[hi] == scores[lo]:
             continue
         biased = _row_rng(seed, p["instruction"], "sample-annotator").random() < length_bias
         a, b = responses[hi], responses[lo]
-        gold_a, gold_b = golds[hi], golds[lo]
+        gold_a, gold_b = scores[hi], scores[lo]
         if not _annotate(a, b, gold_a, gold_b, biased):
             a, b, gold_a, gold_b = b, a, gold_b, gold_a
         rows.append({"prompt": p["instruction"], "family": p["family"], "spec": p["spec"], "chosen": a, "rejected": b,

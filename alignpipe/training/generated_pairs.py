@@ -177,8 +177,8 @@ def annotate_pairs(policy, tok, prompts: list[dict], cfg: GeneratedPairsConfig, 
     human labellers give it. prompts: rows {prompt, family, spec}. -> (rows, `annotated_stats`)."""
     samples = sample(policy, tok, [p["prompt"] for p in prompts], cfg, seed=seed)
     asked = [{"instruction": p["prompt"], "family": p["family"], "spec": p["spec"]} for p in prompts]
-    rows = world.label_samples(asked, samples, seed, length_bias)
     golds = [[world.gold_score(p["family"], p["spec"], r) for r in row] for p, row in zip(prompts, samples, strict=True)]
+    rows = world.label_samples(asked, samples, seed, length_bias, golds)  # scored once, for the labels and the stats
     if not rows:
         raise ValueError(f"all {len(prompts)} prompts' {cfg.n} samples tied in gold: no DPO pair to train on "
                          "(raise rlhf.generated_pairs.n or .temperature)")
